@@ -1,0 +1,11 @@
+export { parmap, type SpreadOptions } from './parmap/parmap.js';
+export type { ParmapOptions, ProgressInfo } from './parmap/options.js';
+export type { ParmapResult } from './parmap/result.js';
+export {
+  AbortError,
+  ParmapCloneError,
+  ParmapError,
+  ParmapScopeError,
+  ParmapTaskError,
+  ParmapWorkerError,
+} from './parmap/errors.js';

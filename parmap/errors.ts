@@ -1,0 +1,237 @@
+/**
+ * The errors a parmap call can end with, and the plain-data form in which a worker reports what its
+ * function threw (a thrown value cannot cross a thread or process boundary with its class intact).
+ */
+
+/** Base class of every runtime failure parmap reports. */
+export class ParmapError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ParmapError';
+  }
+}
+
+/** `fn` threw (or returned a rejected promise) for one item. */
+export class ParmapTaskError extends ParmapError {
+  /** The item's position in the input, counting from 0. */
+  readonly index: number;
+
+  constructor(index: number, cause: unknown) {
+    super(`parmap: fn failed on item ${index}: ${describeThrown(cause)}${referenceHint(cause)}`, {
+      cause,
+    });
+    this.name = 'ParmapTaskError';
+    this.index = index;
+  }
+}
+
+/** `fn` uses variables from the code around it that a worker cannot see. */
+export class ParmapScopeError extends ParmapError {
+  /** The variables fn uses but no worker can provide. */
+  readonly names: readonly string[];
+
+  constructor(names: readonly string[]) {
+    const list = names.map((name) => `\`${name}\``).join(', ');
+    const plural = names.length > 1;
+    super(
+      `parmap: fn uses ${list} from the code around it, and a worker cannot see ${plural ? 'them' : 'it'}. ` +
+        `Pass ${plural ? 'them' : 'it'} with the scope option ({ scope: { ${names.join(', ')} } }), ` +
+        'define or import it inside fn, or use n: 1 to run fn in this thread.',
+    );
+    this.name = 'ParmapScopeError';
+    this.names = names;
+  }
+}
+
+/** An item could not be sent to a worker, or a result could not be sent back. */
+export class ParmapCloneError extends ParmapError {
+  /** The item's position in the input, counting from 0. */
+  readonly index: number;
+  /** Which way the value was going: the item to a worker, or fn's result back. */
+  readonly direction: 'item' | 'result';
+
+  constructor(index: number, direction: 'item' | 'result', cause: unknown) {
+    const what =
+      direction === 'item'
+        ? `item ${index} cannot be sent to a worker`
+        : `the result of item ${index} cannot be sent back from its worker`;
+    super(
+      `parmap: ${what} (${describeThrown(cause)}). Values cross by structured clone: ` +
+        'functions, symbols, class prototypes and handles do not survive. Send plain data, or use n: 1.',
+      { cause },
+    );
+    this.name = 'ParmapCloneError';
+    this.index = index;
+    this.direction = direction;
+  }
+}
+
+/** A worker ended while it held items (it exited, crashed or was killed). */
+export class ParmapWorkerError extends ParmapError {
+  /** The input positions of the items the worker held. */
+  readonly indices: readonly number[];
+  /** The worker's exit code, when it exited. */
+  readonly exitCode: number | undefined;
+  /** The signal that ended a process worker, when one did. */
+  readonly signal: string | undefined;
+
+  constructor(
+    indices: readonly number[],
+    ending: { exitCode?: number | undefined; signal?: string | undefined },
+    cause?: unknown,
+  ) {
+    const how =
+      ending.signal !== undefined
+        ? `was killed by ${ending.signal}`
+        : ending.exitCode !== undefined
+          ? `exited with code ${ending.exitCode}`
+          : 'ended unexpectedly';
+    super(
+      `parmap: a worker ${how} while it held ${describeIndices(indices)}. ` +
+        'fn must not call process.exit() or leave errors unhandled in timers.',
+      { cause },
+    );
+    this.name = 'ParmapWorkerError';
+    this.indices = indices;
+    this.exitCode = ending.exitCode;
+    this.signal = ending.signal;
+  }
+}
+
+/** The call was aborted through its `signal`. `cause` is the signal's reason. */
+export class AbortError extends ParmapError {
+  constructor(reason: unknown) {
+    super('parmap: the call was aborted', { cause: reason });
+    this.name = 'AbortError';
+  }
+}
+
+function describeIndices(indices: readonly number[]): string {
+  if (indices.length === 1) return `item ${indices[0]}`;
+  const first = indices[0];
+  const last = indices[indices.length - 1];
+  const contiguous = first !== undefined && last !== undefined && last - first === indices.length - 1;
+  return contiguous ? `items ${first} to ${last}` : `items ${indices.join(', ')}`;
+}
+
+function referenceHint(cause: unknown): string {
+  if (!(cause instanceof ReferenceError)) return '';
+  const match = /^(\S+) is not defined$/.exec(cause.message);
+  if (match === null) return '';
+  return ` (if \`${match[1]}\` is defined around fn, pass it with the scope option: { scope: { ${match[1]} } })`;
+}
+
+/** A short, never empty, description of any thrown value. */
+export function describeThrown(value: unknown): string {
+  if (value instanceof Error) {
+    const message = value.message === '' ? '(no message)' : value.message;
+    return `${value.name}: ${message}`;
+  }
+  return `a non-Error value was thrown: ${describeValue(value)}`;
+}
+
+/** A value as an option error or a thrown-value message shows it: `0` (number). */
+export function describeValue(value: unknown): string {
+  let shown: string;
+  if (typeof value === 'string') shown = JSON.stringify(value);
+  else if (typeof value === 'function') shown = `[function ${value.name || 'anonymous'}]`;
+  else if (typeof value === 'bigint') shown = `${value}n`;
+  else if (typeof value === 'object' && value !== null) {
+    try {
+      shown = JSON.stringify(value) ?? String(value);
+    } catch {
+      shown = Object.prototype.toString.call(value);
+    }
+    if (shown.length > 60) shown = `${shown.slice(0, 57)}...`;
+  } else shown = String(value);
+  const type = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+  return `\`${shown}\` (${type})`;
+}
+
+/** What a worker reports of a thrown value: plain data that survives structured clone. */
+export type ThrownReport =
+  | {
+      readonly kind: 'error';
+      readonly name: string;
+      readonly message: string;
+      readonly stack: string | undefined;
+      readonly properties: Record<string, unknown>;
+      readonly cause?: ThrownReport;
+    }
+  | { readonly kind: 'value'; readonly value: unknown };
+
+/**
+ * Turns anything `fn` threw into a report that can be posted. Property values that cannot be cloned
+ * (functions, symbols) are replaced by their description, so reporting a failure never fails.
+ */
+export function reportThrown(thrown: unknown, depth = 0): ThrownReport {
+  if (!(thrown instanceof Error)) {
+    return { kind: 'value', value: cloneable(thrown) ? thrown : describeValue(thrown) };
+  }
+  const properties: Record<string, unknown> = {};
+  for (const key of Object.keys(thrown)) {
+    if (key === 'name' || key === 'message' || key === 'stack' || key === 'cause') continue;
+    const value = (thrown as unknown as Record<string, unknown>)[key];
+    Object.defineProperty(properties, key, {
+      value: cloneable(value) ? value : describeValue(value),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  const cause = 'cause' in thrown && depth < 8 ? reportThrown(thrown.cause, depth + 1) : undefined;
+  return {
+    kind: 'error',
+    name: String(thrown.name),
+    message: String(thrown.message),
+    stack: typeof thrown.stack === 'string' ? thrown.stack : undefined,
+    properties,
+    ...(cause === undefined ? {} : { cause }),
+  };
+}
+
+const BUILT_IN_ERRORS: Record<string, new (message?: string) => Error> = {
+  Error,
+  TypeError,
+  RangeError,
+  ReferenceError,
+  SyntaxError,
+  EvalError,
+  URIError,
+};
+
+/** Rebuilds a reported thrown value in this thread: same class where it is built in, same fields. */
+export function rebuildThrown(report: ThrownReport): unknown {
+  if (report.kind === 'value') return report.value;
+  const Constructor = BUILT_IN_ERRORS[report.name] ?? Error;
+  const error = new Constructor(report.message);
+  if (error.name !== report.name) {
+    Object.defineProperty(error, 'name', { value: report.name, writable: true, configurable: true });
+  }
+  if (report.stack !== undefined) {
+    Object.defineProperty(error, 'stack', { value: report.stack, writable: true, configurable: true });
+  }
+  for (const [key, value] of Object.entries(report.properties)) {
+    Object.defineProperty(error, key, { value, enumerable: true, writable: true, configurable: true });
+  }
+  if (report.cause !== undefined) {
+    Object.defineProperty(error, 'cause', {
+      value: rebuildThrown(report.cause),
+      writable: true,
+      configurable: true,
+    });
+  }
+  return error;
+}
+
+function cloneable(value: unknown): boolean {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function' && typeof value !== 'symbol')) {
+    return true;
+  }
+  try {
+    structuredClone(value);
+    return true;
+  } catch {
+    return false;
+  }
+}

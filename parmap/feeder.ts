@@ -1,0 +1,231 @@
+/**
+ * Reads the input lazily, numbers the items, cuts them into chunks and submits a chunk whenever
+ * the run has room for one, so only a bounded number of chunks exist at a time, whatever the
+ * input's length.
+ */
+import type { ChunkSizer } from './chunking.js';
+
+/** Consecutive items; `start` is the input position of the first one. */
+export interface Chunk {
+  readonly sequence: number;
+  readonly start: number;
+  readonly items: unknown[];
+}
+
+/** What the feeder asks of the run that owns it. */
+export interface FeederHooks {
+  /** Whether another chunk may be submitted now: some worker is idle and the caller keeps up. */
+  hasRoom(): boolean;
+  submit(chunk: Chunk): void;
+  /** Reading the input failed (the iterator threw, or an item has the wrong shape). */
+  fail(error: unknown): void;
+  /** The input has ended; called once. */
+  ended(): void;
+}
+
+export abstract class Feeder {
+  protected sequence = 0;
+  protected nextIndex = 0;
+  protected finished = false;
+  protected closed = false;
+
+  constructor(
+    protected readonly sizer: ChunkSizer,
+    protected readonly checkItem: (item: unknown, index: number) => void,
+    protected readonly hooks: FeederHooks,
+  ) {}
+
+  /** A feeder for any Iterable or AsyncIterable; arrays are sliced rather than iterated. */
+  static for(
+    items: Iterable<unknown> | AsyncIterable<unknown>,
+    sizer: ChunkSizer,
+    checkItem: (item: unknown, index: number) => void,
+    hooks: FeederHooks,
+  ): Feeder {
+    if (Array.isArray(items)) return new ArrayFeeder(items, sizer, checkItem, hooks);
+    if (typeof (items as Iterable<unknown>)[Symbol.iterator] === 'function') {
+      return new IteratorFeeder((items as Iterable<unknown>)[Symbol.iterator](), sizer, checkItem, hooks);
+    }
+    return new AsyncIteratorFeeder((items as AsyncIterable<unknown>)[Symbol.asyncIterator](), sizer, checkItem, hooks);
+  }
+
+  /** Submits chunks while the run has room. Call it whenever room may have appeared. */
+  abstract pump(): void;
+
+  /** Stops reading and closes the input's iterator if it is not finished. */
+  abstract close(): void;
+
+  protected emit(items: unknown[]): void {
+    const start = this.nextIndex;
+    this.nextIndex += items.length;
+    this.hooks.submit({ sequence: this.sequence++, start, items });
+  }
+
+  private endReported = false;
+
+  /** Marks the input as exhausted and, once every item has been submitted, tells the run. */
+  protected finish(allSubmitted = true): void {
+    this.finished = true;
+    if (allSubmitted && !this.endReported && !this.closed) {
+      this.endReported = true;
+      this.hooks.ended();
+    }
+  }
+}
+
+class ArrayFeeder extends Feeder {
+  private position = 0;
+
+  constructor(
+    private readonly array: readonly unknown[],
+    sizer: ChunkSizer,
+    checkItem: (item: unknown, index: number) => void,
+    hooks: FeederHooks,
+  ) {
+    super(sizer, checkItem, hooks);
+  }
+
+  pump(): void {
+    while (!this.closed && !this.finished && this.hooks.hasRoom()) {
+      if (this.position >= this.array.length) return this.finish();
+      const items = this.array.slice(this.position, this.position + this.sizer.next());
+      try {
+        for (let i = 0; i < items.length; i++) this.checkItem(items[i], this.position + i);
+      } catch (error) {
+        return this.hooks.fail(error);
+      }
+      this.position += items.length;
+      this.emit(items);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}
+
+class IteratorFeeder extends Feeder {
+  constructor(
+    private readonly iterator: Iterator<unknown>,
+    sizer: ChunkSizer,
+    checkItem: (item: unknown, index: number) => void,
+    hooks: FeederHooks,
+  ) {
+    super(sizer, checkItem, hooks);
+  }
+
+  pump(): void {
+    while (!this.closed && !this.finished && this.hooks.hasRoom()) {
+      const size = this.sizer.next();
+      const items: unknown[] = [];
+      let ended = false;
+      try {
+        while (items.length < size) {
+          const step = this.iterator.next();
+          if (step.done) {
+            ended = true;
+            break;
+          }
+          this.checkItem(step.value, this.nextIndex + items.length);
+          items.push(step.value);
+        }
+      } catch (error) {
+        // An iterator that threw is finished; there is nothing to close.
+        this.finished = true;
+        return this.hooks.fail(error);
+      }
+      if (items.length > 0) this.emit(items);
+      if (ended) return this.finish();
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.finished) {
+      try {
+        this.iterator.return?.();
+      } catch {
+        // The input's own clean-up failed; the call's outcome is already decided.
+      }
+    }
+  }
+}
+
+/**
+ * Reads one item at a time from an async input into a buffer. A chunk is sent when it is full, or
+ * partly filled when a worker is idle while the input is still producing: a worker never waits for
+ * a chunk to fill, and the first result of a slow source comes after one item, not a whole chunk.
+ */
+class AsyncIteratorFeeder extends Feeder {
+  private buffer: unknown[] = [];
+  private reading = false;
+  private waitingForInput = false;
+
+  constructor(
+    private readonly iterator: AsyncIterator<unknown>,
+    sizer: ChunkSizer,
+    checkItem: (item: unknown, index: number) => void,
+    hooks: FeederHooks,
+  ) {
+    super(sizer, checkItem, hooks);
+  }
+
+  pump(): void {
+    this.dispatch();
+    if (!this.reading && !this.closed && !this.finished && this.buffer.length < this.sizer.next()) {
+      this.reading = true;
+      void this.read();
+    }
+  }
+
+  private dispatch(): void {
+    while (!this.closed && this.buffer.length > 0 && this.hooks.hasRoom()) {
+      const size = this.sizer.next();
+      const worthSending =
+        this.buffer.length >= size || this.finished || this.waitingForInput;
+      if (!worthSending) return;
+      this.emit(this.buffer.splice(0, size));
+    }
+    if (this.finished && this.buffer.length === 0) this.finish();
+  }
+
+  private async read(): Promise<void> {
+    try {
+      while (!this.closed && !this.finished && this.buffer.length < this.sizer.next()) {
+        this.waitingForInput = true;
+        this.dispatch();
+        const step = await this.iterator.next();
+        this.waitingForInput = false;
+        if (this.closed) return;
+        if (step.done) {
+          this.finish(this.buffer.length === 0);
+          break;
+        }
+        this.checkItem(step.value, this.nextIndex + this.buffer.length);
+        this.buffer.push(step.value);
+        this.dispatch();
+      }
+    } catch (error) {
+      this.finished = true;
+      this.waitingForInput = false;
+      if (!this.closed) this.hooks.fail(error);
+      return;
+    } finally {
+      this.reading = false;
+    }
+    this.dispatch();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.finished) {
+      // Not awaited: an async generator queues return() behind a pending next(), which a slow or
+      // endless source may never settle.
+      Promise.resolve()
+        .then(() => this.iterator.return?.())
+        .catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,299 @@
+/**
+ * The public options, their defaults, and the checks that reject a bad call before any worker
+ * starts. Every message names the option and quotes the value it got.
+ */
+import { availableParallelism } from 'node:os';
+import { describeValue } from './errors.js';
+
+/** What a progress callback receives, after every chunk of results. */
+export interface ProgressInfo {
+  /** Items finished so far (successes and failures). */
+  readonly done: number;
+  /** The number of items, when the input or the `total` option tells; otherwise `undefined`. */
+  readonly total: number | undefined;
+  /** Items whose call failed so far. */
+  readonly failed: number;
+  /** Items per second since the call started. */
+  readonly rate: number;
+  /** Seconds since the call started. */
+  readonly elapsed: number;
+  /** Estimated seconds left, when `total` is known and the rate is not zero. */
+  readonly eta: number | undefined;
+}
+
+/** Options of {@link parmap}. Every one is optional. */
+export interface ParmapOptions {
+  /**
+   * Number of workers. Default: `os.availableParallelism()`. An explicit `1` runs `fn` in the
+   * calling thread with no pool: closures work and stack traces are complete (for debugging).
+   */
+  readonly n?: number;
+  /** `true`: results in input order. `false`: each result as soon as it is ready. Default: `true`. */
+  readonly ordered?: boolean;
+  /**
+   * Items per message to a worker. Default: `'auto'`, which measures how long items take and sizes
+   * chunks to about 10 ms of work, at most 1,000 items and at most a quarter of each worker's share
+   * when the total is known.
+   */
+  readonly chunksize?: number | 'auto';
+  /** Each item is an array of positional arguments: `fn(...item, ...args)`. Default: `false`. */
+  readonly star?: boolean;
+  /**
+   * Each item is `[arg, kw]` (or `[args, kw]` with `star`): `kw` is merged over `kwargs`, the item's
+   * keys winning, and passed as the last argument. Default: `false`.
+   */
+  readonly kwstar?: boolean;
+  /** Fixed positional arguments after the item's own. Default: `[]`. */
+  readonly args?: readonly unknown[];
+  /** A fixed options object passed as `fn`'s last argument. Default: none (no options argument). */
+  readonly kwargs?: Readonly<Record<string, unknown>>;
+  /**
+   * Named values `fn` uses from the code around it, e.g. `{ factor, helper }`: sent once per worker
+   * and visible inside `fn` as local constants. Default: none.
+   */
+  readonly scope?: Readonly<Record<string, unknown>>;
+  /** `'thread'` (worker_threads) or `'process'` (child processes). Default: `'thread'`. */
+  readonly workerType?: 'thread' | 'process';
+  /** The number of items, when the input has no `length` or `size`. Default: read from the input. */
+  readonly total?: number;
+  /**
+   * `true` or a label shows progress on stderr; a function receives {@link ProgressInfo} after every
+   * chunk. Default: `false`.
+   */
+  readonly progress?: boolean | string | ((progress: ProgressInfo) => void);
+  /** Aborting it rejects the call with an `AbortError` and tears the pool down. Default: none. */
+  readonly signal?: AbortSignal;
+}
+
+/** The options after checking, with defaults filled in. */
+export interface ResolvedOptions {
+  readonly n: number;
+  readonly inThisThread: boolean;
+  readonly ordered: boolean;
+  readonly chunksize: number | 'auto';
+  readonly shape: CallShape;
+  readonly scope: Readonly<Record<string, unknown>> | undefined;
+  readonly workerType: 'thread' | 'process';
+  readonly total: number | undefined;
+  /** The input's own length or size (not the `total` option), when it has one. */
+  readonly knownLength: number | undefined;
+  readonly progress: boolean | string | ((progress: ProgressInfo) => void);
+  readonly signal: AbortSignal | undefined;
+}
+
+/** How an item becomes `fn`'s arguments. */
+export interface CallShape {
+  readonly star: boolean;
+  readonly kwstar: boolean;
+  readonly args: readonly unknown[];
+  readonly kwargs: Readonly<Record<string, unknown>> | undefined;
+}
+
+const OPTION_NAMES = [
+  'n',
+  'ordered',
+  'chunksize',
+  'star',
+  'kwstar',
+  'args',
+  'kwargs',
+  'scope',
+  'workerType',
+  'total',
+  'progress',
+  'signal',
+] as const;
+
+/** Checks `fn`, `items` and the options; throws a TypeError or RangeError naming the culprit. */
+export function resolveOptions(fn: unknown, items: unknown, options: unknown): ResolvedOptions {
+  if (typeof fn !== 'function') {
+    throw new TypeError(`Expected \`fn\` to be a function, got ${describeValue(fn)}`);
+  }
+  if (!isIterable(items)) {
+    throw new TypeError(
+      `Expected \`items\` to be an Iterable or AsyncIterable (an array, Set, generator, stream...), got ${describeValue(items)}`,
+    );
+  }
+  if (options === undefined) options = {};
+  if (!isPlainObject(options)) {
+    throw new TypeError(`Expected \`options\` to be a plain object, got ${describeValue(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!(OPTION_NAMES as readonly string[]).includes(key)) {
+      const near = closestName(key, OPTION_NAMES);
+      throw new TypeError(
+        `Unknown option \`${key}\`${near === undefined ? '' : `. Did you mean \`${near}\`?`} Known options: ${OPTION_NAMES.join(', ')}`,
+      );
+    }
+  }
+  const given = options as ParmapOptions;
+
+  const n = given.n ?? availableParallelism();
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new RangeError(`Expected \`n\` to be a positive integer, got ${describeValue(given.n)}`);
+  }
+  const chunksize = given.chunksize ?? 'auto';
+  if (chunksize !== 'auto' && (!Number.isSafeInteger(chunksize) || chunksize < 1)) {
+    throw new RangeError(
+      `Expected \`chunksize\` to be a positive integer or 'auto', got ${describeValue(given.chunksize)}`,
+    );
+  }
+  const ordered = checkBoolean('ordered', given.ordered, true);
+  const star = checkBoolean('star', given.star, false);
+  const kwstar = checkBoolean('kwstar', given.kwstar, false);
+  const args = given.args ?? [];
+  if (!Array.isArray(args)) {
+    throw new TypeError(`Expected \`args\` to be an array, got ${describeValue(given.args)}`);
+  }
+  if (given.kwargs !== undefined && !isPlainObject(given.kwargs)) {
+    throw new TypeError(`Expected \`kwargs\` to be a plain object, got ${describeValue(given.kwargs)}`);
+  }
+  if (given.scope !== undefined) checkScope(given.scope);
+  const workerType = given.workerType ?? 'thread';
+  if (workerType !== 'thread' && workerType !== 'process') {
+    throw new TypeError(
+      `Expected \`workerType\` to be 'thread' or 'process', got ${describeValue(given.workerType)}`,
+    );
+  }
+  if (given.total !== undefined && (!Number.isSafeInteger(given.total) || given.total < 0)) {
+    throw new RangeError(
+      `Expected \`total\` to be a non-negative integer, got ${describeValue(given.total)}`,
+    );
+  }
+  const progress = given.progress ?? false;
+  if (typeof progress !== 'boolean' && typeof progress !== 'string' && typeof progress !== 'function') {
+    throw new TypeError(
+      `Expected \`progress\` to be a boolean, a label string or a function, got ${describeValue(given.progress)}`,
+    );
+  }
+  const signal = given.signal;
+  if (signal !== undefined && !isAbortSignal(signal)) {
+    throw new TypeError(`Expected \`signal\` to be an AbortSignal, got ${describeValue(signal)}`);
+  }
+  return {
+    n,
+    inThisThread: given.n === 1,
+    ordered,
+    chunksize,
+    shape: { star, kwstar, args: [...args], kwargs: given.kwargs },
+    scope: given.scope,
+    workerType,
+    total: given.total ?? lengthOf(items),
+    knownLength: lengthOf(items),
+    progress,
+    signal,
+  };
+}
+
+/**
+ * Checks one item against `star` / `kwstar`, so a wrong shape fails in this thread naming the item
+ * rather than as a confusing error inside `fn`.
+ */
+export function checkItemShape(item: unknown, index: number, shape: CallShape): void {
+  if (shape.kwstar) {
+    if (!Array.isArray(item) || item.length !== 2 || !isPlainObject(item[1])) {
+      const expected = shape.star ? '[args array, options object]' : '[argument, options object]';
+      throw new TypeError(
+        `With \`kwstar: true\` each item must be ${expected}; item ${index} is ${describeValue(item)}`,
+      );
+    }
+    if (shape.star && !Array.isArray(item[0])) {
+      throw new TypeError(
+        `With \`star: true\` and \`kwstar: true\` each item must be [args array, options object]; item ${index} has ${describeValue(item[0])} in place of the args array`,
+      );
+    }
+  } else if (shape.star && !Array.isArray(item)) {
+    throw new TypeError(
+      `With \`star: true\` each item must be an array of arguments; item ${index} is ${describeValue(item)}`,
+    );
+  }
+}
+
+const RESERVED_WORDS = new Set(
+  (
+    'break case catch class const continue debugger default delete do else enum export extends false ' +
+    'finally for function if import in instanceof new null return super switch this throw true try ' +
+    'typeof var void while with yield let static implements interface package private protected ' +
+    'public await arguments eval undefined NaN Infinity'
+  ).split(' '),
+);
+
+function checkScope(scope: unknown): void {
+  if (!isPlainObject(scope)) {
+    throw new TypeError(`Expected \`scope\` to be a plain object of named values, got ${describeValue(scope)}`);
+  }
+  for (const name of Object.keys(scope)) {
+    if (!/^[A-Za-z_$][\w$]*$/.test(name) || RESERVED_WORDS.has(name)) {
+      throw new TypeError(
+        `Expected every \`scope\` key to be a variable name fn can use; \`${name}\` is not one`,
+      );
+    }
+  }
+}
+
+function checkBoolean(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') {
+    throw new TypeError(`Expected \`${name}\` to be a boolean, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+function isIterable(value: unknown): boolean {
+  if (value === null || value === undefined) return false;
+  const candidate = value as { [Symbol.iterator]?: unknown; [Symbol.asyncIterator]?: unknown };
+  return typeof candidate[Symbol.iterator] === 'function' || typeof candidate[Symbol.asyncIterator] === 'function';
+}
+
+/** A literal-like object: its prototype is Object.prototype or null. */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+function isAbortSignal(value: unknown): value is AbortSignal {
+  const candidate = value as Partial<AbortSignal> | null;
+  return (
+    typeof candidate === 'object' &&
+    candidate !== null &&
+    typeof candidate.aborted === 'boolean' &&
+    typeof candidate.addEventListener === 'function' &&
+    typeof candidate.removeEventListener === 'function'
+  );
+}
+
+function lengthOf(items: unknown): number | undefined {
+  const sized = items as { length?: unknown; size?: unknown };
+  if (typeof items === 'string') return undefined;
+  if (Number.isSafeInteger(sized.length)) return sized.length as number;
+  if (Number.isSafeInteger(sized.size)) return sized.size as number;
+  return undefined;
+}
+
+/** The known name within edit distance 2 of a misspelt one, if any. */
+function closestName(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of known) {
+    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution);
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}

@@ -1,0 +1,30 @@
+/**
+ * Holds results that finished early until every result before them has been handed out, so an
+ * ordered call yields in input order. Keyed by chunk sequence number, counting from 0.
+ */
+export class ReorderBuffer<T extends object> {
+  private readonly waiting = new Map<number, T>();
+  private nextSequence = 0;
+
+  /** Stores the value of chunk `sequence`. Each sequence number may be stored once. */
+  put(sequence: number, value: T): void {
+    if (sequence < this.nextSequence || this.waiting.has(sequence)) {
+      throw new Error(`ReorderBuffer: chunk ${sequence} was stored twice`);
+    }
+    this.waiting.set(sequence, value);
+  }
+
+  /** The value of the next chunk in order, or `undefined` if it has not arrived yet. */
+  takeNext(): T | undefined {
+    const value = this.waiting.get(this.nextSequence);
+    if (value === undefined) return undefined;
+    this.waiting.delete(this.nextSequence);
+    this.nextSequence++;
+    return value;
+  }
+
+  /** Chunks stored but not yet taken. */
+  get size(): number {
+    return this.waiting.size;
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * What `parmap()` returns: an async iterable of results that is also a promise of their array.
+ * Nothing starts until it is awaited or iterated; each result object runs its call once.
+ */
+import type { ChunkRun } from './run.js';
+
+/** The result of {@link parmap}: `await` it for the array, or `for await` it to stream. */
+export interface ParmapResult<R> extends AsyncIterable<R>, PromiseLike<R[]> {
+  /** Like `Promise.prototype.catch`, on the array of results. */
+  catch<E = never>(onRejected?: ((reason: unknown) => E | PromiseLike<E>) | null): Promise<R[] | E>;
+  /** Like `Promise.prototype.finally`, on the array of results. */
+  finally(onFinally?: (() => void) | null): Promise<R[]>;
+  [Symbol.asyncIterator](): AsyncIterableIterator<R>;
+}
+
+export class LazyResult<R> implements ParmapResult<R> {
+  private promise: Promise<R[]> | undefined;
+  private consumedBy: 'await' | 'iteration' | undefined;
+
+  constructor(private readonly createRun: () => ChunkRun<R>) {}
+
+  get [Symbol.toStringTag](): string {
+    return 'ParmapResult';
+  }
+
+  // biome-ignore lint/suspicious/noThenProperty: being awaitable is the point of this object.
+  then<A = R[], B = never>(
+    onFulfilled?: ((value: R[]) => A | PromiseLike<A>) | null,
+    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
+    if (this.promise === undefined) {
+      this.claim('await');
+      this.promise = collect(this.createRun());
+    }
+    return this.promise.then(onFulfilled, onRejected);
+  }
+
+  catch<E = never>(onRejected?: ((reason: unknown) => E | PromiseLike<E>) | null): Promise<R[] | E> {
+    return this.then(undefined, onRejected);
+  }
+
+  finally(onFinally?: (() => void) | null): Promise<R[]> {
+    return this.then().finally(onFinally);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<R> {
+    this.claim('iteration');
+    return new ResultIterator(this.createRun());
+  }
+
+  private claim(way: 'await' | 'iteration'): void {
+    if (this.consumedBy !== undefined) {
+      throw new TypeError(
+        `This parmap result is already being consumed by ${this.consumedBy === 'await' ? 'await' : 'for await'}; ` +
+          'a result runs its call once. Call parmap() again to run it again.',
+      );
+    }
+    this.consumedBy = way;
+  }
+}
+
+async function collect<R>(run: ChunkRun<R>): Promise<R[]> {
+  const results: R[] = [];
+  try {
+    for (let chunk = await run.nextChunk(); chunk !== undefined; chunk = await run.nextChunk()) {
+      for (let i = 0; i < chunk.length; i++) results.push(chunk[i] as R);
+    }
+  } finally {
+    await run.close();
+  }
+  return results;
+}
+
+/**
+ * Hands out one result per `next()`, straight from the current chunk, so a whole chunk costs a
+ * single wait for the run. Any way out (end, error, `return()` from `break`) closes the run.
+ */
+class ResultIterator<R> implements AsyncIterableIterator<R> {
+  private chunk: R[] = [];
+  private position = 0;
+  private done = false;
+  private pending: Promise<IteratorResult<R>> | undefined;
+
+  constructor(private readonly run: ChunkRun<R>) {}
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<R> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<R>> {
+    if (this.pending !== undefined) {
+      // Calls made without waiting are answered in turn.
+      const after = this.pending.then(() => this.next());
+      return after;
+    }
+    if (this.position < this.chunk.length) {
+      return Promise.resolve({ value: this.chunk[this.position++] as R, done: false });
+    }
+    if (this.done) return Promise.resolve({ value: undefined, done: true });
+    const pending = this.refill();
+    this.pending = pending;
+    void pending.then(
+      () => this.clearPending(pending),
+      () => this.clearPending(pending),
+    );
+    return pending;
+  }
+
+  private clearPending(pending: Promise<IteratorResult<R>>): void {
+    if (this.pending === pending) this.pending = undefined;
+  }
+
+  private async refill(): Promise<IteratorResult<R>> {
+    let chunk: R[] | undefined;
+    try {
+      chunk = await this.run.nextChunk();
+    } catch (error) {
+      this.done = true;
+      await this.run.close();
+      throw error;
+    }
+    if (chunk === undefined || this.done) {
+      this.done = true;
+      await this.run.close();
+      return { value: undefined, done: true };
+    }
+    this.chunk = chunk;
+    this.position = 1;
+    return { value: chunk[0] as R, done: false };
+  }
+
+  async return(value?: unknown): Promise<IteratorResult<R>> {
+    this.done = true;
+    this.chunk = [];
+    await this.run.close();
+    return { value: value as R, done: true };
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<R>> {
+    this.done = true;
+    this.chunk = [];
+    await this.run.close();
+    throw error;
+  }
+}
