@@ -71,6 +71,9 @@ export class ChunkPool {
       workerType: options.workerType,
       // Structured clone for process workers too, so Maps, Dates and BigInts survive.
       forkOpts: { serialization: 'advanced' },
+      // fn arrives as plain JavaScript, so threads skip the caller's loader hooks (tsx alone costs
+      // about 150 ms per worker), as process workers do in workerpool.
+      workerThreadOpts: { execArgv: withoutModuleHooks(process.execArgv) },
     });
     const chunkPool = new ChunkPool(pool, options.workers);
     try {
@@ -133,6 +136,21 @@ export class ChunkPool {
     );
     return this.terminating;
   }
+}
+
+// Flags of the caller's entry point that mean nothing, or harm, in a worker: module hooks (fn is
+// plain JavaScript), the script given inline, the test runner and watch mode.
+const DROPPED_WITH_VALUE = new Set(['--import', '--require', '-r', '--loader', '--experimental-loader', '-e', '--eval', '-p', '--print']);
+const DROPPED = /^(--import|--require|--loader|--experimental-loader|--eval|--print|--input-type|--test|--watch|--experimental-test|--experimental-default-type)(=|-|$)/;
+
+function withoutModuleHooks(execArgv: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const flag = execArgv[i] as string;
+    if (DROPPED_WITH_VALUE.has(flag)) i++;
+    else if (!DROPPED.test(flag) && flag !== '-i' && flag !== '--interactive') kept.push(flag);
+  }
+  return kept;
 }
 
 function serializeSetup(setup: WorkerSetup): Uint8Array {

@@ -1,0 +1,82 @@
+/**
+ * Every way a call can end must leave nothing alive: each scenario runs in its own Node process,
+ * which must exit by itself well before the time limit; a hang fails the test instead of the run.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const entry = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+const LIMIT_MS = 30_000;
+
+function runScenario(body: string): { status: number | null; stdout: string; stderr: string; timedOut: boolean } {
+  const script = `import { parmap, AbortError, ParmapTaskError } from ${JSON.stringify(entry)};\n${body}`;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: LIMIT_MS,
+    killSignal: 'SIGKILL',
+  });
+  return {
+    status: child.status,
+    stdout: child.stdout.trim(),
+    stderr: child.stderr.trim(),
+    timedOut: child.error !== undefined || child.signal === 'SIGKILL',
+  };
+}
+
+const scenarios: [string, string, string][] = [
+  ['all results read', `console.log((await parmap((x) => x * 2, [1, 2, 3], { n: 2 })).join(','));`, '2,4,6'],
+  [
+    'break out of for await',
+    `let seen = 0;
+     for await (const v of parmap((x) => x, (function* () { for (let i = 0; ; i++) yield i })(), { n: 2 })) { if (++seen === 1000) break; }
+     console.log(seen);`,
+    '1000',
+  ],
+  [
+    'an error thrown by fn',
+    `try { await parmap((x) => { if (x === 5) throw new Error('boom'); return x }, Array.from({ length: 100 }, (_, i) => i), { n: 2 }) }
+     catch (e) { console.log(e instanceof ParmapTaskError, e.index) }`,
+    'true 5',
+  ],
+  [
+    'an abort while workers are busy',
+    `const controller = new AbortController();
+     const busy = (x) => { const end = Date.now() + 50; while (Date.now() < end); return x };
+     setTimeout(() => controller.abort(), 100);
+     try { await parmap(busy, Array.from({ length: 1000 }, (_, i) => i), { n: 2, chunksize: 1, signal: controller.signal }) }
+     catch (e) { console.log(e instanceof AbortError) }`,
+    'true',
+  ],
+  [
+    'an exception in the loop body',
+    `try { for await (const v of parmap((x) => x, [1, 2, 3], { n: 2 })) throw new Error('consumer failed') }
+     catch (e) { console.log(e.message) }`,
+    'consumer failed',
+  ],
+  [
+    'an error with process workers',
+    `try { await parmap((x) => { throw new RangeError('bad ' + x) }, [1, 2], { n: 2, workerType: 'process' }) }
+     catch (e) { console.log(e.cause.name, e.cause.message.startsWith('bad')) }`,
+    'RangeError true',
+  ],
+  [
+    'a worker that calls process.exit',
+    `try { await parmap((x) => { if (x === 3) process.exit(7); return x }, [1, 2, 3, 4], { n: 2, chunksize: 1 }) }
+     catch (e) { console.log(e.name, e.exitCode, e.indices.join(',')) }`,
+    'ParmapWorkerError 7 2',
+  ],
+];
+
+describe('clean-up: the process exits by itself however the call ends', () => {
+  for (const [name, body, expected] of scenarios) {
+    it(name, () => {
+      const result = runScenario(body);
+      assert.equal(result.timedOut, false, `the scenario hung: ${result.stderr}`);
+      assert.equal(result.stderr, '', result.stderr);
+      assert.equal(result.status, 0);
+      assert.equal(result.stdout, expected);
+    });
+  }
+});

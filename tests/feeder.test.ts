@@ -1,0 +1,194 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ChunkSizer, MAX_AUTO_CHUNK, TARGET_CHUNK_MS } from '../dist/parmap/chunking.js';
+import { type Chunk, Feeder, type FeederHooks } from '../dist/parmap/feeder.js';
+
+describe('chunk sizer', () => {
+  it('uses a fixed chunksize as given', () => {
+    const sizer = new ChunkSizer(7, 2, 1000);
+    assert.equal(sizer.next(), 7);
+    sizer.record(7, 100);
+    assert.equal(sizer.next(), 7);
+  });
+
+  it('starts auto with single items, then sizes chunks to the target time per chunk', () => {
+    const sizer = new ChunkSizer('auto', 2, undefined);
+    assert.equal(sizer.next(), 1);
+    sizer.record(10, 10); // 1 ms per item
+    assert.equal(sizer.next(), TARGET_CHUNK_MS);
+    sizer.record(90, 0); // now 0.1 ms per item on average
+    assert.equal(sizer.next(), TARGET_CHUNK_MS * 10);
+  });
+
+  it('never goes above the auto ceiling, nor below one item', () => {
+    const fast = new ChunkSizer('auto', 2, undefined);
+    fast.record(1000, 0.001);
+    assert.equal(fast.next(), MAX_AUTO_CHUNK);
+    const slow = new ChunkSizer('auto', 2, undefined);
+    slow.record(1, 5000);
+    assert.equal(slow.next(), 1);
+  });
+
+  it('cuts each worker share into several chunks when the total is known', () => {
+    const sizer = new ChunkSizer('auto', 2, 80);
+    sizer.record(1000, 0.001);
+    assert.equal(sizer.next(), 10); // 80 items / (2 workers * 4 chunks)
+  });
+});
+
+/** A run that takes chunks as the feeder offers them, with at most `room` unanswered at a time. */
+function fakeRun(room: number) {
+  const chunks: Chunk[] = [];
+  let outstanding = 0;
+  let peak = 0;
+  const state = { ended: false, failure: undefined as unknown };
+  const hooks: FeederHooks = {
+    hasRoom: () => outstanding < room,
+    submit: (chunk) => {
+      chunks.push(chunk);
+      outstanding++;
+      peak = Math.max(peak, outstanding);
+    },
+    fail: (error) => {
+      state.failure = error;
+    },
+    ended: () => {
+      state.ended = true;
+    },
+  };
+  return {
+    hooks,
+    chunks,
+    state,
+    get peak() {
+      return peak;
+    },
+    answer(feeder: Feeder, count = 1) {
+      outstanding -= count;
+      feeder.pump();
+    },
+    answerAll(feeder: Feeder) {
+      outstanding = 0;
+      feeder.pump();
+    },
+  };
+}
+
+const noCheck = () => {};
+
+describe('feeder', () => {
+  it('numbers the items of an array into consecutive chunks', () => {
+    const run = fakeRun(100);
+    const feeder = Feeder.for([10, 11, 12, 13, 14], new ChunkSizer(2, 1, 5), noCheck, run.hooks);
+    feeder.pump();
+    assert.deepEqual(
+      run.chunks.map(({ sequence, start, items }) => [sequence, start, items]),
+      [
+        [0, 0, [10, 11]],
+        [1, 2, [12, 13]],
+        [2, 4, [14]],
+      ],
+    );
+    assert.equal(run.state.ended, true);
+  });
+
+  it('reads a generator lazily: never more chunks than the run has room for', () => {
+    let read = 0;
+    function* endless() {
+      for (;;) yield read++;
+    }
+    const run = fakeRun(3);
+    const feeder = Feeder.for(endless(), new ChunkSizer(10, 1, undefined), noCheck, run.hooks);
+    feeder.pump();
+    assert.equal(run.chunks.length, 3);
+    assert.equal(read, 30);
+    run.answer(feeder);
+    assert.equal(run.chunks.length, 4);
+    assert.equal(read, 40);
+    assert.equal(run.peak, 3);
+    feeder.close();
+    assert.equal(run.state.ended, false);
+  });
+
+  it('closes an unfinished generator, so its finally block runs', () => {
+    let cleanedUp = false;
+    function* source() {
+      try {
+        for (let i = 0; ; i++) yield i;
+      } finally {
+        cleanedUp = true;
+      }
+    }
+    const run = fakeRun(1);
+    const feeder = Feeder.for(source(), new ChunkSizer(5, 1, undefined), noCheck, run.hooks);
+    feeder.pump();
+    feeder.close();
+    assert.equal(cleanedUp, true);
+  });
+
+  it('reports an item with the wrong shape through fail, naming its index', () => {
+    const run = fakeRun(10);
+    const check = (item: unknown, index: number) => {
+      if (typeof item !== 'number') throw new TypeError(`item ${index} is bad`);
+    };
+    const feeder = Feeder.for([1, 2, 'x', 4], new ChunkSizer(2, 1, 4), check, run.hooks);
+    feeder.pump();
+    assert.equal(run.chunks.length, 1);
+    assert.match(String(run.state.failure), /item 2 is bad/);
+  });
+
+  it('passes on the error of a generator that throws', () => {
+    function* broken() {
+      yield 1;
+      throw new Error('source broke');
+    }
+    const run = fakeRun(10);
+    Feeder.for(broken(), new ChunkSizer(5, 1, undefined), noCheck, run.hooks).pump();
+    assert.match(String(run.state.failure), /source broke/);
+    assert.equal(run.state.ended, false);
+  });
+
+  it('sends a partly filled chunk from a slow async source instead of waiting for it to fill', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    async function* slow() {
+      yield 'first';
+      await gate;
+      yield 'second';
+    }
+    const run = fakeRun(2);
+    const feeder = Feeder.for(slow(), new ChunkSizer(100, 1, undefined), noCheck, run.hooks);
+    feeder.pump();
+    while (run.chunks.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(run.chunks[0]?.items, ['first']);
+    release();
+    while (!run.state.ended) await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(
+      run.chunks.flatMap((chunk) => chunk.items),
+      ['first', 'second'],
+    );
+  });
+
+  it('reads every item of an async source exactly once, in order', async () => {
+    async function* numbers() {
+      for (let i = 0; i < 1000; i++) yield i;
+    }
+    const run = fakeRun(2);
+    const feeder = Feeder.for(numbers(), new ChunkSizer(64, 1, undefined), noCheck, run.hooks);
+    feeder.pump();
+    while (!run.state.ended) {
+      await new Promise((resolve) => setImmediate(resolve));
+      run.answerAll(feeder);
+    }
+    const items = run.chunks.flatMap((chunk) => chunk.items);
+    assert.deepEqual(items, Array.from({ length: 1000 }, (_, i) => i));
+    const starts = run.chunks.map((chunk) => chunk.start);
+    let expected = 0;
+    for (const [i, chunk] of run.chunks.entries()) {
+      assert.equal(starts[i], expected);
+      expected += chunk.items.length;
+    }
+  });
+});
