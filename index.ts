@@ -1,6 +1,3 @@
-export { parmap, type SpreadOptions } from './parmap/parmap.js';
-export type { ParmapOptions, ProgressInfo } from './parmap/options.js';
-export type { ParmapResult } from './parmap/result.js';
 export {
   AbortError,
   ParmapCloneError,
@@ -9,3 +6,6 @@ export {
   ParmapTaskError,
   ParmapWorkerError,
 } from './parmap/errors.js';
+export type { ParmapOptions, ProgressInfo } from './parmap/options.js';
+export { parmap, type SpreadOptions } from './parmap/parmap.js';
+export type { ParmapResult } from './parmap/result.js';

@@ -18,9 +18,7 @@ export function createInvoker(fn: AnyFunction, shape: CallShape): (item: unknown
       const [positional, perItem] = item as [unknown, Record<string, unknown>];
       // Spread defines own properties, so an item key `__proto__` cannot reach any prototype.
       const merged = { ...base, ...perItem };
-      return star
-        ? fn(...(positional as unknown[]), ...args, merged)
-        : fn(positional, ...args, merged);
+      return star ? fn(...(positional as unknown[]), ...args, merged) : fn(positional, ...args, merged);
     };
   }
   if (kwargs !== undefined) {

@@ -87,12 +87,16 @@ class ArrayFeeder extends Feeder {
 
   pump(): void {
     while (!this.closed && !this.finished && this.hooks.hasRoom()) {
-      if (this.position >= this.array.length) return this.finish();
+      if (this.position >= this.array.length) {
+        this.finish();
+        return;
+      }
       const items = this.array.slice(this.position, this.position + this.sizer.next());
       try {
         for (let i = 0; i < items.length; i++) this.checkItem(items[i], this.position + i);
       } catch (error) {
-        return this.hooks.fail(error);
+        this.hooks.fail(error);
+        return;
       }
       this.position += items.length;
       this.emit(items);
@@ -132,10 +136,14 @@ class IteratorFeeder extends Feeder {
       } catch (error) {
         // An iterator that threw is finished; there is nothing to close.
         this.finished = true;
-        return this.hooks.fail(error);
+        this.hooks.fail(error);
+        return;
       }
       if (items.length > 0) this.emit(items);
-      if (ended) return this.finish();
+      if (ended) {
+        this.finish();
+        return;
+      }
     }
   }
 
@@ -182,8 +190,7 @@ class AsyncIteratorFeeder extends Feeder {
   private dispatch(): void {
     while (!this.closed && this.buffer.length > 0 && this.hooks.hasRoom()) {
       const size = this.sizer.next();
-      const worthSending =
-        this.buffer.length >= size || this.finished || this.waitingForInput;
+      const worthSending = this.buffer.length >= size || this.finished || this.waitingForInput;
       if (!worthSending) return;
       this.emit(this.buffer.splice(0, size));
     }

@@ -151,14 +151,10 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown): R
   if (given.scope !== undefined) checkScope(given.scope);
   const workerType = given.workerType ?? 'thread';
   if (workerType !== 'thread' && workerType !== 'process') {
-    throw new TypeError(
-      `Expected \`workerType\` to be 'thread' or 'process', got ${describeValue(given.workerType)}`,
-    );
+    throw new TypeError(`Expected \`workerType\` to be 'thread' or 'process', got ${describeValue(given.workerType)}`);
   }
   if (given.total !== undefined && (!Number.isSafeInteger(given.total) || given.total < 0)) {
-    throw new RangeError(
-      `Expected \`total\` to be a non-negative integer, got ${describeValue(given.total)}`,
-    );
+    throw new RangeError(`Expected \`total\` to be a non-negative integer, got ${describeValue(given.total)}`);
   }
   const progress = given.progress ?? false;
   if (typeof progress !== 'boolean' && typeof progress !== 'string' && typeof progress !== 'function') {
@@ -224,9 +220,7 @@ function checkScope(scope: unknown): void {
   }
   for (const name of Object.keys(scope)) {
     if (!/^[A-Za-z_$][\w$]*$/.test(name) || RESERVED_WORDS.has(name)) {
-      throw new TypeError(
-        `Expected every \`scope\` key to be a variable name fn can use; \`${name}\` is not one`,
-      );
+      throw new TypeError(`Expected every \`scope\` key to be a variable name fn can use; \`${name}\` is not one`);
     }
   }
 }

@@ -140,8 +140,19 @@ export class ChunkPool {
 
 // Flags of the caller's entry point that mean nothing, or harm, in a worker: module hooks (fn is
 // plain JavaScript), the script given inline, the test runner and watch mode.
-const DROPPED_WITH_VALUE = new Set(['--import', '--require', '-r', '--loader', '--experimental-loader', '-e', '--eval', '-p', '--print']);
-const DROPPED = /^(--import|--require|--loader|--experimental-loader|--eval|--print|--input-type|--test|--watch|--experimental-test|--experimental-default-type)(=|-|$)/;
+const DROPPED_WITH_VALUE = new Set([
+  '--import',
+  '--require',
+  '-r',
+  '--loader',
+  '--experimental-loader',
+  '-e',
+  '--eval',
+  '-p',
+  '--print',
+]);
+const DROPPED =
+  /^(--import|--require|--loader|--experimental-loader|--eval|--print|--input-type|--test|--watch|--experimental-test|--experimental-default-type)(=|-|$)/;
 
 function withoutModuleHooks(execArgv: readonly string[]): string[] {
   const kept: string[] = [];
@@ -168,10 +179,9 @@ function serializeSetup(setup: WorkerSetup): Uint8Array {
 
 function setupError(failure: NonNullable<SetupFailure>): ParmapError {
   if (failure.missing.length > 0) return new ParmapScopeError(failure.missing);
-  return new ParmapError(
-    'parmap: fn could not be set up in a worker: evaluating its scope values or its code threw',
-    { cause: failure.thrown === undefined ? undefined : rebuildThrown(failure.thrown) },
-  );
+  return new ParmapError('parmap: fn could not be set up in a worker: evaluating its scope values or its code threw', {
+    cause: failure.thrown === undefined ? undefined : rebuildThrown(failure.thrown),
+  });
 }
 
 function taskError(items: readonly unknown[], error: unknown): Error {
@@ -191,7 +201,10 @@ function poolError(error: unknown): ParmapError {
 }
 
 function firstUncloneable(items: readonly unknown[]): number {
-  return Math.max(0, items.findIndex((item) => !canSerialize(item)));
+  return Math.max(
+    0,
+    items.findIndex((item) => !canSerialize(item)),
+  );
 }
 
 function canSerialize(value: unknown): boolean {

@@ -30,10 +30,11 @@ type Helper = (...args: never[]) => unknown;
 const defineProperty = Object.defineProperty;
 const ESBUILD_HELPERS: Record<string, Helper> = {
   __name: (target: object, value: string) => defineProperty(target, 'name', { value, configurable: true }),
-  __defNormalProp: (object: object, key: PropertyKey, value: unknown) =>
-    key in object
-      ? defineProperty(object, key, { enumerable: true, configurable: true, writable: true, value })
-      : ((object as Record<PropertyKey, unknown>)[key] = value),
+  __defNormalProp: (object: object, key: PropertyKey, value: unknown) => {
+    if (key in object) defineProperty(object, key, { enumerable: true, configurable: true, writable: true, value });
+    else (object as Record<PropertyKey, unknown>)[key] = value;
+    return value;
+  },
   __publicField: (object: object, key: PropertyKey, value: unknown) =>
     (ESBUILD_HELPERS.__defNormalProp as (o: object, k: PropertyKey, v: unknown) => unknown)(
       object,

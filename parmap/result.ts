@@ -6,11 +6,18 @@ import type { ChunkRun } from './run.js';
 
 /** The result of {@link parmap}: `await` it for the array, or `for await` it to stream. */
 export interface ParmapResult<R> extends AsyncIterable<R>, PromiseLike<R[]> {
+  /** Runs the call (once) and settles with the array of results (in input order unless `ordered: false`) or the first error. */
+  then<A = R[], B = never>(
+    onFulfilled?: ((value: R[]) => A | PromiseLike<A>) | null,
+    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B>;
   /** Like `Promise.prototype.catch`, on the array of results. */
   catch<E = never>(onRejected?: ((reason: unknown) => E | PromiseLike<E>) | null): Promise<R[] | E>;
   /** Like `Promise.prototype.finally`, on the array of results. */
   finally(onFinally?: (() => void) | null): Promise<R[]>;
   [Symbol.asyncIterator](): AsyncIterableIterator<R>;
+  /** `'ParmapResult'`; with `then`, `catch` and `finally` it makes the result usable as a Promise. */
+  readonly [Symbol.toStringTag]: string;
 }
 
 export class LazyResult<R> implements ParmapResult<R> {

@@ -3,15 +3,10 @@
  * chunk of results at a time. `close()` is the single way out: it stops the feeder, closes the
  * input, terminates the pool and removes the abort listener, whatever ended the call.
  */
-import { ChunkSizer } from './chunking.js';
+
 import { createInvoker } from './call.js';
-import {
-  AbortError,
-  ParmapCloneError,
-  ParmapTaskError,
-  ParmapWorkerError,
-  rebuildThrown,
-} from './errors.js';
+import { ChunkSizer } from './chunking.js';
+import { AbortError, ParmapCloneError, ParmapTaskError, ParmapWorkerError, rebuildThrown } from './errors.js';
 import { type Chunk, Feeder } from './feeder.js';
 import { checkItemShape, type ResolvedOptions } from './options.js';
 import { type ChunkOutcome, ChunkPool, ItemSendError, WorkerEndedError } from './pool.js';
@@ -131,8 +126,12 @@ export class ParallelRun<R> implements ChunkRun<R> {
 
   private settle(chunk: Chunk, outcome: unknown, rejected = false): void {
     if (this.closed || this.failure !== undefined) return;
-    if (rejected) return this.fail(chunkError(chunk, outcome));
-    const reply = outcome as ChunkOutcome;
+    const error = rejected ? chunkError(chunk, outcome) : this.accept(chunk, outcome as ChunkOutcome);
+    if (error !== undefined) this.fail(error);
+  }
+
+  /** Takes in a chunk's reply; returns the error that ends the call, if it brings one. */
+  private accept(chunk: Chunk, reply: ChunkOutcome): unknown {
     switch (reply.kind) {
       case 'done':
         this.sizer.record(chunk.items.length, reply.ms);
@@ -141,17 +140,15 @@ export class ParallelRun<R> implements ChunkRun<R> {
         try {
           this.progress?.add(chunk.items.length);
         } catch (error) {
-          return this.fail(error);
+          return error;
         }
         this.notify();
         this.feeder?.pump();
-        return;
+        return undefined;
       case 'threw':
-        return this.fail(new ParmapTaskError(chunk.start + reply.at, rebuildThrown(reply.thrown)));
+        return new ParmapTaskError(chunk.start + reply.at, rebuildThrown(reply.thrown));
       case 'uncloneable':
-        return this.fail(
-          new ParmapCloneError(chunk.start + Math.max(0, reply.at), 'result', new Error(reply.message)),
-        );
+        return new ParmapCloneError(chunk.start + Math.max(0, reply.at), 'result', new Error(reply.message));
     }
   }
 

@@ -9,7 +9,7 @@
 import { deserialize, serialize } from 'node:v8';
 import workerpool from 'workerpool';
 import { createInvoker } from './call.js';
-import { type ThrownReport, reportThrown } from './errors.js';
+import { reportThrown, type ThrownReport } from './errors.js';
 import type { CallShape } from './options.js';
 import { isProvidedName, providedValue } from './prelude.js';
 
@@ -78,7 +78,11 @@ function send(reply: ChunkReply): void {
     workerpool.workerEmit(reply);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    workerpool.workerEmit({ kind: 'uncloneable', at: reply.kind === 'done' ? firstUncloneable(reply.values) : -1, message });
+    workerpool.workerEmit({
+      kind: 'uncloneable',
+      at: reply.kind === 'done' ? firstUncloneable(reply.values) : -1,
+      message,
+    });
   }
 }
 

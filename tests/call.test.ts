@@ -58,10 +58,7 @@ describe('star / kwstar / args / kwargs (the parmapper table)', () => {
     const star = createInvoker(doSomething as (...args: unknown[]) => unknown, shape({ star: true }));
     assert.deepEqual(itemsAB.map(star), ['1+10:none', '2+20:none']);
     const kws = [{ opt: true }, { opt: false }];
-    const both = createInvoker(
-      doSomething as (...args: unknown[]) => unknown,
-      shape({ star: true, kwstar: true }),
-    );
+    const both = createInvoker(doSomething as (...args: unknown[]) => unknown, shape({ star: true, kwstar: true }));
     assert.deepEqual(
       itemsAB.map((ab, i) => both([ab, kws[i]])),
       ['1+10:true', '2+20:false'],

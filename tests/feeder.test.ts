@@ -183,7 +183,10 @@ describe('feeder', () => {
       run.answerAll(feeder);
     }
     const items = run.chunks.flatMap((chunk) => chunk.items);
-    assert.deepEqual(items, Array.from({ length: 1000 }, (_, i) => i));
+    assert.deepEqual(
+      items,
+      Array.from({ length: 1000 }, (_, i) => i),
+    );
     const starts = run.chunks.map((chunk) => chunk.start);
     let expected = 0;
     for (const [i, chunk] of run.chunks.entries()) {

@@ -36,11 +36,14 @@ describe('option checks', () => {
   ];
   for (const [name, badFn, items, message, type] of rejects) {
     it(`rejects a bad ${name}`, () => {
-      assert.throws(() => resolveOptions(badFn, items, name === 'options' ? 'fast' : {}), (error: Error) => {
-        assert.ok(error instanceof type);
-        assert.match(error.message, message);
-        return true;
-      });
+      assert.throws(
+        () => resolveOptions(badFn, items, name === 'options' ? 'fast' : {}),
+        (error: Error) => {
+          assert.ok(error instanceof type);
+          assert.match(error.message, message);
+          return true;
+        },
+      );
     });
   }
 
@@ -69,11 +72,14 @@ describe('option checks', () => {
   ];
   for (const [options, message, type] of badOptions) {
     it(`rejects ${JSON.stringify(options)}`, () => {
-      assert.throws(() => resolveOptions(fn, [], options), (error: Error) => {
-        assert.ok(error instanceof type, `${error.name} is not a ${type.name}`);
-        assert.match(error.message, message);
-        return true;
-      });
+      assert.throws(
+        () => resolveOptions(fn, [], options),
+        (error: Error) => {
+          assert.ok(error instanceof type, `${error.name} is not a ${type.name}`);
+          assert.match(error.message, message);
+          return true;
+        },
+      );
     });
   }
 

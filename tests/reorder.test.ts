@@ -48,7 +48,10 @@ describe('reorder buffer', () => {
         buffer.put(sequence, [sequence]);
         for (let value = buffer.takeNext(); value !== undefined; value = buffer.takeNext()) out.push(...value);
       }
-      assert.deepEqual(out, Array.from({ length: count }, (_, i) => i));
+      assert.deepEqual(
+        out,
+        Array.from({ length: count }, (_, i) => i),
+      );
     }
   });
 });

@@ -1,0 +1,67 @@
+/**
+ * The package as users get it: `npm pack`, installed into an empty folder, then used from ESM,
+ * from CommonJS `require`, and from TypeScript run with tsx.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const folder = mkdtempSync(join(tmpdir(), 'parmap-package-'));
+const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+
+function run(command: string, args: string[], cwd = folder): string {
+  return execFileSync(command, args, {
+    cwd,
+    encoding: 'utf8',
+    timeout: 120_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim();
+}
+
+describe('the packed package', { timeout: 180_000 }, () => {
+  before(() => {
+    run(npm, ['pack', '--ignore-scripts', '--silent', '--pack-destination', folder], root);
+    const tarball = readdirSync(folder).find((name) => name.endsWith('.tgz'));
+    assert.ok(tarball, 'npm pack made no tarball');
+    writeFileSync(join(folder, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+    run(npm, ['install', '--no-audit', '--no-fund', '--prefer-offline', '--silent', join(folder, tarball)]);
+  });
+  after(() => rmSync(folder, { recursive: true, force: true }));
+
+  it('ships the built code and its type declarations, not the sources', () => {
+    const installed = join(folder, 'node_modules', 'parmap');
+    assert.ok(existsSync(join(installed, 'dist', 'index.js')));
+    assert.ok(existsSync(join(installed, 'dist', 'index.d.ts')));
+    assert.ok(existsSync(join(installed, 'dist', 'parmap', 'worker.js')));
+    assert.ok(!existsSync(join(installed, 'parmap')));
+    assert.ok(!existsSync(join(installed, 'tests')));
+  });
+
+  it('works from an ESM import', () => {
+    const script = `import { parmap } from 'parmap'; console.log((await parmap((x) => x * 2, [1, 2, 3], { n: 2 })).join(','));`;
+    assert.equal(run(process.execPath, ['--input-type=module', '-e', script]), '2,4,6');
+  });
+
+  it('works from CommonJS require', () => {
+    const script = `const { parmap, ParmapTaskError } = require('parmap');
+      parmap((x) => x + 1, [1, 2], { n: 2 }).then((r) => console.log(r.join(','), typeof ParmapTaskError));`;
+    assert.equal(run(process.execPath, ['--no-warnings', '-e', script]), '2,3 function');
+  });
+
+  it('works from TypeScript run with tsx, with types', () => {
+    writeFileSync(
+      join(folder, 'use.mts'),
+      `import { parmap, type ParmapOptions } from 'parmap';
+       const options: ParmapOptions = { n: 2, chunksize: 2 };
+       const lengths: number[] = await parmap((word: string): number => word.length, ['a', 'bb', 'ccc'], options);
+       console.log(lengths.join(','));`,
+    );
+    const tsx = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+    assert.equal(run(process.execPath, ['--import', tsx, 'use.mts']), '1,2,3');
+  });
+});
