@@ -237,6 +237,18 @@ describe('parmap: what fn may use', () => {
     );
   });
 
+  it('carries rich scope values to the workers', async () => {
+    const lookup = new Map([['a', 1n << 64n]]);
+    const since = new Date('2024-01-01T00:00:00Z');
+    const word = /^[a-z]+$/;
+    const [result] = await parmap(
+      (key: string) => [lookup.get(key), since.getUTCFullYear(), word.test(key), typeof missing],
+      ['a'],
+      { n: 2, scope: { lookup, since, word, missing: undefined } },
+    );
+    assert.deepEqual(result, [1n << 64n, 2024, true, 'undefined']);
+  });
+
   it('can require and import, relative to the calling file', async () => {
     const results = await parmap(
       async (x: number) => {
@@ -313,6 +325,8 @@ describe('parmap: what fn may use', () => {
     );
   });
 });
+
+declare const missing: undefined;
 
 function cube(x: number) {
   return x * x * x;
