@@ -23,17 +23,28 @@ export interface FeederHooks {
   ended(): void;
 }
 
+/** What every feeder works with besides its input. */
+interface FeederContext {
+  readonly sizer: ChunkSizer;
+  /** Throws a TypeError naming the item when it has the wrong shape for the call. */
+  readonly checkItem: (item: unknown, index: number) => void;
+  readonly hooks: FeederHooks;
+}
+
 export abstract class Feeder {
   protected sequence = 0;
   protected nextIndex = 0;
   protected finished = false;
   protected closed = false;
+  protected readonly sizer: ChunkSizer;
+  protected readonly checkItem: (item: unknown, index: number) => void;
+  protected readonly hooks: FeederHooks;
 
-  constructor(
-    protected readonly sizer: ChunkSizer,
-    protected readonly checkItem: (item: unknown, index: number) => void,
-    protected readonly hooks: FeederHooks,
-  ) {}
+  constructor(context: FeederContext) {
+    this.sizer = context.sizer;
+    this.checkItem = context.checkItem;
+    this.hooks = context.hooks;
+  }
 
   /** A feeder for any Iterable or AsyncIterable; arrays are sliced rather than iterated. */
   static for(
@@ -42,11 +53,12 @@ export abstract class Feeder {
     checkItem: (item: unknown, index: number) => void,
     hooks: FeederHooks,
   ): Feeder {
-    if (Array.isArray(items)) return new ArrayFeeder(items, sizer, checkItem, hooks);
+    const context = { sizer, checkItem, hooks };
+    if (Array.isArray(items)) return new ArrayFeeder(items, context);
     if (typeof (items as Iterable<unknown>)[Symbol.iterator] === 'function') {
-      return new IteratorFeeder((items as Iterable<unknown>)[Symbol.iterator](), sizer, checkItem, hooks);
+      return new IteratorFeeder((items as Iterable<unknown>)[Symbol.iterator](), context);
     }
-    return new AsyncIteratorFeeder((items as AsyncIterable<unknown>)[Symbol.asyncIterator](), sizer, checkItem, hooks);
+    return new AsyncIteratorFeeder((items as AsyncIterable<unknown>)[Symbol.asyncIterator](), context);
   }
 
   /** Submits chunks while the run has room. Call it whenever room may have appeared. */
@@ -78,11 +90,9 @@ class ArrayFeeder extends Feeder {
 
   constructor(
     private readonly array: readonly unknown[],
-    sizer: ChunkSizer,
-    checkItem: (item: unknown, index: number) => void,
-    hooks: FeederHooks,
+    context: FeederContext,
   ) {
-    super(sizer, checkItem, hooks);
+    super(context);
   }
 
   pump(): void {
@@ -111,11 +121,9 @@ class ArrayFeeder extends Feeder {
 class IteratorFeeder extends Feeder {
   constructor(
     private readonly iterator: Iterator<unknown>,
-    sizer: ChunkSizer,
-    checkItem: (item: unknown, index: number) => void,
-    hooks: FeederHooks,
+    context: FeederContext,
   ) {
-    super(sizer, checkItem, hooks);
+    super(context);
   }
 
   pump(): void {
@@ -172,11 +180,9 @@ class AsyncIteratorFeeder extends Feeder {
 
   constructor(
     private readonly iterator: AsyncIterator<unknown>,
-    sizer: ChunkSizer,
-    checkItem: (item: unknown, index: number) => void,
-    hooks: FeederHooks,
+    context: FeederContext,
   ) {
-    super(sizer, checkItem, hooks);
+    super(context);
   }
 
   pump(): void {
