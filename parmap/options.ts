@@ -5,7 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { describeValue } from './errors.js';
 
-/** What a progress callback receives, after every chunk of results. */
+/** What a progress callback receives: at most ten times a second while running, and once at the end. */
 export interface ProgressInfo {
   /** Items finished so far (successes and failures). */
   readonly done: number;
@@ -19,6 +19,17 @@ export interface ProgressInfo {
   readonly elapsed: number;
   /** Estimated seconds left, when `total` is known and the rate is not zero. */
   readonly eta: number | undefined;
+}
+
+/** Where and under which label the progress display is shown. */
+export interface ProgressDisplayOptions {
+  /** The name at the start of the line. Default: `'parmap'`. */
+  readonly label?: string;
+  /**
+   * Where to draw. Default: `process.stderr`. A terminal gets a spinner line that updates in place;
+   * anything else (or any stream when the `CI` variable is set) gets a plain line now and then.
+   */
+  readonly stream?: { write(text: string): unknown; readonly isTTY?: boolean; readonly columns?: number };
 }
 
 /** Options of {@link parmap}. Every one is optional. */
@@ -57,10 +68,11 @@ export interface ParmapOptions {
   /** The number of items, when the input has no `length` or `size`. Default: read from the input. */
   readonly total?: number;
   /**
-   * `true` or a label shows progress on stderr; a function receives {@link ProgressInfo} after every
-   * chunk. Default: `false`.
+   * `true` shows progress on stderr, a string sets its label, `{ label, stream }` says where; a
+   * function receives {@link ProgressInfo} instead, at most ten times a second and once at the end.
+   * Default: `false`.
    */
-  readonly progress?: boolean | string | ((progress: ProgressInfo) => void);
+  readonly progress?: boolean | string | ProgressDisplayOptions | ((progress: ProgressInfo) => void);
   /** Aborting it rejects the call with an `AbortError` and tears the pool down. Default: none. */
   readonly signal?: AbortSignal;
 }
@@ -77,7 +89,7 @@ export interface ResolvedOptions {
   readonly total: number | undefined;
   /** The input's own length or size (not the `total` option), when it has one. */
   readonly knownLength: number | undefined;
-  readonly progress: boolean | string | ((progress: ProgressInfo) => void);
+  readonly progress: boolean | string | ProgressDisplayOptions | ((progress: ProgressInfo) => void);
   readonly signal: AbortSignal | undefined;
 }
 
@@ -157,11 +169,7 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown): R
     throw new RangeError(`Expected \`total\` to be a non-negative integer, got ${describeValue(given.total)}`);
   }
   const progress = given.progress ?? false;
-  if (typeof progress !== 'boolean' && typeof progress !== 'string' && typeof progress !== 'function') {
-    throw new TypeError(
-      `Expected \`progress\` to be a boolean, a label string or a function, got ${describeValue(given.progress)}`,
-    );
-  }
+  checkProgress(progress);
   const signal = given.signal;
   if (signal !== undefined && !isAbortSignal(signal)) {
     throw new TypeError(`Expected \`signal\` to be an AbortSignal, got ${describeValue(signal)}`);
@@ -225,6 +233,27 @@ function checkScope(scope: unknown): void {
   }
 }
 
+function checkProgress(progress: unknown): void {
+  if (typeof progress === 'boolean' || typeof progress === 'string' || typeof progress === 'function') return;
+  if (!isPlainObject(progress)) {
+    throw new TypeError(
+      `Expected \`progress\` to be a boolean, a label string, { label, stream } or a function, got ${describeValue(progress)}`,
+    );
+  }
+  for (const key of Object.keys(progress)) {
+    if (key !== 'label' && key !== 'stream') {
+      throw new TypeError(`Unknown option \`progress.${key}\`. Known: label, stream`);
+    }
+  }
+  if (progress.label !== undefined && typeof progress.label !== 'string') {
+    throw new TypeError(`Expected \`progress.label\` to be a string, got ${describeValue(progress.label)}`);
+  }
+  const stream = progress.stream as { write?: unknown } | undefined;
+  if (stream !== undefined && (typeof stream !== 'object' || stream === null || typeof stream.write !== 'function')) {
+    throw new TypeError(`Expected \`progress.stream\` to be a writable stream, got ${describeValue(stream)}`);
+  }
+}
+
 function checkBoolean(name: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== 'boolean') {
@@ -257,11 +286,13 @@ function isAbortSignal(value: unknown): value is AbortSignal {
   );
 }
 
+/** The number of items an input holds, when it says: `length`, `size`, or a parmap result's `total`. */
 function lengthOf(items: unknown): number | undefined {
-  const sized = items as { length?: unknown; size?: unknown };
+  const sized = items as { length?: unknown; size?: unknown; total?: unknown; [Symbol.toStringTag]?: unknown };
   if (typeof items === 'string') return undefined;
   if (Number.isSafeInteger(sized.length)) return sized.length as number;
   if (Number.isSafeInteger(sized.size)) return sized.size as number;
+  if (sized[Symbol.toStringTag] === 'ParmapResult' && Number.isSafeInteger(sized.total)) return sized.total as number;
   return undefined;
 }
 

@@ -38,7 +38,7 @@ export function parmap(
 ): ParmapResult<unknown> {
   const resolved = resolveOptions(fn, items, options);
   if (resolved.inThisThread) {
-    return new LazyResult(() => new SerialRun(items, resolved, fn as (...args: unknown[]) => unknown));
+    return new LazyResult(() => new SerialRun(items, resolved, fn as (...args: unknown[]) => unknown), resolved.total);
   }
   const code = buildFunctionCode(fn, resolved.scope);
   checkFreeNames(code.freeNames, (name) => name in globalThis);
@@ -48,5 +48,5 @@ export function parmap(
     callerFile: callerFile(parmap),
     shape: resolved.shape,
   };
-  return new LazyResult(() => new ParallelRun(items, resolved, setup));
+  return new LazyResult(() => new ParallelRun(items, resolved, setup), resolved.total);
 }

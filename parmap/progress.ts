@@ -1,38 +1,256 @@
 /**
- * Counts finished items and reports them. Counting happens once per chunk, never per item. The
- * display for `progress: true` or a label comes with the progress display; a callback receives
- * every update.
+ * Progress: counts finished items (once per chunk, never per item) and shows them. On a terminal
+ * an ora spinner line updates in place, about ten times a second; several calls at once (chained
+ * stages) share one block of lines. Elsewhere (a pipe, a log file, CI) a plain line is printed at
+ * growing intervals, so a long run stays a short log. A callback receives the counts instead.
  */
 import type { ProgressInfo, ResolvedOptions } from './options.js';
+
+/** How a call ended, for the final progress line. */
+export type Ending = 'done' | 'failed' | 'aborted' | 'stopped';
+
+/** A stream the display can write to: a terminal or anything else. */
+export interface ProgressStream {
+  write(text: string): unknown;
+  readonly isTTY?: boolean | undefined;
+  readonly columns?: number | undefined;
+}
+
+const REDRAW_MS = 100;
+/** Plain lines: the first after this long, then at doubling intervals up to the cap. */
+const FIRST_PLAIN_LINE_MS = 5_000;
+const PLAIN_LINE_CAP_MS = 30_000;
 
 export class ProgressTracker {
   private done = 0;
   private failed = 0;
+  private total: number | undefined;
   private readonly startedAt = performance.now();
+  private lastReport = Number.NEGATIVE_INFINITY;
+  private ended = false;
+
+  private display: StageDisplay | undefined;
 
   private constructor(
-    private readonly report: (progress: ProgressInfo) => void,
-    private readonly total: number | undefined,
-  ) {}
-
-  /** A tracker for the `progress` option, or `undefined` when nothing is to be reported. */
-  static for(options: Pick<ResolvedOptions, 'progress' | 'total'>): ProgressTracker | undefined {
-    if (typeof options.progress !== 'function') return undefined;
-    return new ProgressTracker(options.progress, options.total);
+    total: number | undefined,
+    private readonly callback: ((progress: ProgressInfo) => void) | undefined,
+  ) {
+    this.total = total;
   }
 
-  /** Records `count` more finished items, `failures` of them failed. */
+  /**
+   * Starts the progress the `progress` option asks for, or returns `undefined` when it asks for
+   * none. Loads ora only when a terminal will show a spinner.
+   */
+  static async start(options: Pick<ResolvedOptions, 'progress' | 'total'>): Promise<ProgressTracker | undefined> {
+    const { progress, total } = options;
+    if (progress === false) return undefined;
+    if (typeof progress === 'function') return new ProgressTracker(total, progress);
+    const label = typeof progress === 'string' ? progress : progress === true ? 'parmap' : (progress.label ?? 'parmap');
+    const stream = (typeof progress === 'object' ? progress.stream : undefined) ?? process.stderr;
+    if (isLiveTerminal(stream)) oraModule ??= await import('ora');
+    const tracker = new ProgressTracker(total, undefined);
+    tracker.display = boardFor(stream).add(label, () => tracker.snapshot());
+    return tracker;
+  }
+
+  /** Records `count` more finished items, `failures` of them failed. Cheap: once per chunk. */
   add(count: number, failures = 0): void {
     this.done += count;
     this.failed += failures;
-    this.report(this.snapshot());
+    if (this.callback === undefined) return;
+    const now = performance.now();
+    if (now - this.lastReport < REDRAW_MS) return;
+    this.lastReport = now;
+    this.callback(this.snapshot());
   }
 
-  private snapshot(): ProgressInfo {
+  /** The last report: on success `done === total`. Stops the display. Safe to call twice. */
+  finish(ending: Ending): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (ending === 'done') this.total = this.done;
+    try {
+      this.callback?.(this.snapshot());
+    } finally {
+      this.display?.finish(ending);
+    }
+  }
+
+  snapshot(): ProgressInfo {
     const elapsed = (performance.now() - this.startedAt) / 1000;
     const rate = elapsed > 0 ? this.done / elapsed : 0;
     const total = this.total !== undefined && this.done > this.total ? this.done : this.total;
     const eta = total !== undefined && rate > 0 ? Math.max(0, (total - this.done) / rate) : undefined;
     return { done: this.done, total, failed: this.failed, rate, elapsed, eta };
   }
+}
+
+/** One call's line in a board. */
+interface StageDisplay {
+  finish(ending: Ending): void;
+}
+
+interface Stage {
+  readonly label: string;
+  readonly read: () => ProgressInfo;
+}
+
+/** Whether the stream is a terminal that can redraw a line in place. */
+export function isLiveTerminal(stream: ProgressStream): boolean {
+  const terminal = stream as ProgressStream & { cursorTo?: unknown; moveCursor?: unknown; clearLine?: unknown };
+  return (
+    stream.isTTY === true &&
+    // ora floods a terminal that reports zero columns with clear-line codes; treat it as plain.
+    (stream.columns ?? 0) > 0 &&
+    typeof terminal.cursorTo === 'function' &&
+    typeof terminal.moveCursor === 'function' &&
+    typeof terminal.clearLine === 'function' &&
+    !process.env.CI
+  );
+}
+
+const boards = new Map<ProgressStream, Board>();
+
+function boardFor(stream: ProgressStream): Board {
+  let board = boards.get(stream);
+  if (board === undefined) {
+    board = isLiveTerminal(stream) ? new LiveBoard(stream) : new PlainBoard(stream);
+    boards.set(stream, board);
+  }
+  return board;
+}
+
+abstract class Board {
+  protected readonly stages = new Set<Stage>();
+
+  constructor(protected readonly stream: ProgressStream) {}
+
+  add(label: string, read: () => ProgressInfo): StageDisplay {
+    const stage: Stage = { label, read };
+    this.stages.add(stage);
+    this.started(stage);
+    return {
+      finish: (ending) => {
+        if (!this.stages.delete(stage)) return;
+        this.finished(stage, ending);
+        if (this.stages.size === 0) boards.delete(this.stream);
+      },
+    };
+  }
+
+  protected abstract started(stage: Stage): void;
+  protected abstract finished(stage: Stage, ending: Ending): void;
+}
+
+type Spinner = import('ora').Ora;
+let oraModule: typeof import('ora') | undefined;
+
+/** All live stages on one terminal: one ora spinner whose text holds a line per stage. */
+class LiveBoard extends Board {
+  private spinner: Spinner | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  protected started(): void {
+    if (this.spinner === undefined) {
+      this.spinner = (oraModule as typeof import('ora'))
+        .default({
+          stream: this.stream as NodeJS.WritableStream,
+          isEnabled: true,
+          discardStdin: false,
+          interval: REDRAW_MS,
+          text: this.text(),
+        })
+        .start();
+      // The spinner's own timer keeps the process alive while it spins; this one never does.
+      this.timer = setInterval(() => this.refresh(), REDRAW_MS).unref();
+    }
+    this.refresh();
+  }
+
+  protected finished(stage: Stage, ending: Ending): void {
+    const spinner = this.spinner as Spinner;
+    const line = `${formatLine(stage.label, stage.read(), ending)}`;
+    if (this.stages.size > 0) {
+      // ora clears its lines, lets this through, and draws the remaining stages below it.
+      this.stream.write(`${SYMBOLS[ending]} ${line}\n`);
+      this.refresh();
+      return;
+    }
+    clearInterval(this.timer);
+    spinner.stopAndPersist({ symbol: SYMBOLS[ending], text: line });
+    this.spinner = undefined;
+  }
+
+  private refresh(): void {
+    if (this.spinner !== undefined) this.spinner.text = this.text();
+  }
+
+  private text(): string {
+    return [...this.stages]
+      .map((stage, i) => `${i === 0 ? '' : '  '}${formatLine(stage.label, stage.read())}`)
+      .join('\n');
+  }
+}
+
+/** Stages on a pipe or log: a line now and then, and a final line. No cursor codes. */
+class PlainBoard extends Board {
+  private readonly timers = new Map<Stage, NodeJS.Timeout>();
+
+  protected started(stage: Stage): void {
+    this.schedule(stage, FIRST_PLAIN_LINE_MS);
+  }
+
+  private schedule(stage: Stage, delay: number): void {
+    const timer = setTimeout(() => {
+      this.stream.write(`${formatLine(stage.label, stage.read())}\n`);
+      this.schedule(stage, Math.min(delay * 2, PLAIN_LINE_CAP_MS));
+    }, delay).unref();
+    this.timers.set(stage, timer);
+  }
+
+  protected finished(stage: Stage, ending: Ending): void {
+    clearTimeout(this.timers.get(stage));
+    this.timers.delete(stage);
+    this.stream.write(`${SYMBOLS[ending]} ${formatLine(stage.label, stage.read(), ending)}\n`);
+  }
+}
+
+const SYMBOLS: Record<Ending, string> = { done: '✔', failed: '✖', aborted: '✖', stopped: '■' };
+
+/**
+ * One progress line: `parmap  61,440/100,000  61%  12,030 it/s  elapsed 0:05  ETA 0:03`. With an
+ * ending, the summary: counts, rate, total time, and how it ended when not done.
+ */
+export function formatLine(label: string, progress: ProgressInfo, ending?: Ending): string {
+  const { done, total, failed, rate, elapsed, eta } = progress;
+  const parts = [label];
+  if (total === undefined) parts.push(count(done));
+  else {
+    parts.push(`${count(done)}/${count(total)}`);
+    parts.push(`${total === 0 ? 100 : Math.floor((done / total) * 100)}%`);
+  }
+  if (failed > 0) parts.push(`${count(failed)} failed`);
+  parts.push(`${rate >= 100 || rate === 0 ? count(Math.round(rate)) : rate.toFixed(1)} it/s`);
+  if (ending === undefined) {
+    parts.push(`elapsed ${clock(elapsed)}`);
+    if (eta !== undefined && done < (total ?? 0)) parts.push(`ETA ${clock(eta)}`);
+  } else {
+    parts.push(`${ending === 'done' ? 'total' : 'after'} ${clock(elapsed)}`);
+    if (ending !== 'done') parts.push(ending);
+  }
+  return parts.join('  ');
+}
+
+function count(value: number): string {
+  return value.toLocaleString('en-US');
+}
+
+/** Seconds as `m:ss`, or `h:mm:ss` from an hour on. */
+export function clock(seconds: number): string {
+  const whole = Math.floor(seconds);
+  const h = Math.floor(whole / 3600);
+  const m = Math.floor((whole % 3600) / 60);
+  const s = String(whole % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
 }

@@ -18,13 +18,21 @@ export interface ParmapResult<R> extends AsyncIterable<R>, PromiseLike<R[]> {
   [Symbol.asyncIterator](): AsyncIterableIterator<R>;
   /** `'ParmapResult'`; with `then`, `catch` and `finally` it makes the result usable as a Promise. */
   readonly [Symbol.toStringTag]: string;
+  /**
+   * How many results the call will give (one per item), when the input or the `total` option
+   * tells; otherwise `undefined`. A chained call reads it, so its progress shows a total too.
+   */
+  readonly total: number | undefined;
 }
 
 export class LazyResult<R> implements ParmapResult<R> {
   private promise: Promise<R[]> | undefined;
   private consumedBy: 'await' | 'iteration' | undefined;
 
-  constructor(private readonly createRun: () => ChunkRun<R>) {}
+  constructor(
+    private readonly createRun: () => ChunkRun<R>,
+    readonly total: number | undefined,
+  ) {}
 
   get [Symbol.toStringTag](): string {
     return 'ParmapResult';

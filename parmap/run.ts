@@ -10,7 +10,7 @@ import { AbortError, ParmapCloneError, ParmapTaskError, ParmapWorkerError, rebui
 import { type Chunk, Feeder } from './feeder.js';
 import { checkItemShape, type ResolvedOptions } from './options.js';
 import { type ChunkOutcome, ChunkPool, ItemSendError, WorkerEndedError } from './pool.js';
-import { ProgressTracker } from './progress.js';
+import { type Ending, ProgressTracker } from './progress.js';
 import { ReorderBuffer } from './reorder.js';
 import type { WorkerSetup } from './worker.js';
 
@@ -33,11 +33,13 @@ export class ParallelRun<R> implements ChunkRun<R> {
   private readonly sizer: ChunkSizer;
   private readonly reorder = new ReorderBuffer<R[]>();
   private readonly ready: R[][] = [];
-  private readonly progress: ProgressTracker | undefined;
+  private progress: ProgressTracker | undefined;
   private readonly window: number;
   /** Chunks sent to the pool and not yet taken by the caller. */
   private unconsumed = 0;
   private inputEnded = false;
+  /** Every result has been handed to the caller. */
+  private completed = false;
   private failure: { error: unknown } | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -50,7 +52,6 @@ export class ParallelRun<R> implements ChunkRun<R> {
     private readonly setup: WorkerSetup,
   ) {
     this.sizer = new ChunkSizer(options.chunksize, options.n, options.total);
-    this.progress = ProgressTracker.for(options);
     const length = options.knownLength;
     this.workers = length === undefined ? options.n : Math.max(1, Math.min(options.n, length));
     this.window = this.workers * CHUNKS_PER_WORKER_UNCONSUMED;
@@ -65,6 +66,7 @@ export class ParallelRun<R> implements ChunkRun<R> {
     const { signal } = this.options;
     if (signal?.aborted) throw new AbortError(signal.reason);
     signal?.addEventListener('abort', this.onAbort, { once: true });
+    this.progress = await ProgressTracker.start(this.options);
     // An input known to be empty needs no workers at all.
     if (this.options.knownLength !== 0) {
       const pool = await ChunkPool.create({
@@ -99,7 +101,12 @@ export class ParallelRun<R> implements ChunkRun<R> {
 
   async nextChunk(): Promise<R[] | undefined> {
     this.started ??= this.start();
-    await this.started;
+    try {
+      await this.started;
+    } catch (error) {
+      this.failure ??= { error };
+      throw error;
+    }
     for (;;) {
       if (this.failure !== undefined) throw this.failure.error;
       if (this.closed) return undefined;
@@ -109,7 +116,10 @@ export class ParallelRun<R> implements ChunkRun<R> {
         this.feeder?.pump();
         return chunk;
       }
-      if (this.inputEnded && this.unconsumed === 0) return undefined;
+      if (this.inputEnded && this.unconsumed === 0) {
+        this.completed = true;
+        return undefined;
+      }
       await new Promise<void>((resolve) => {
         this.wake = resolve;
       });
@@ -146,6 +156,7 @@ export class ParallelRun<R> implements ChunkRun<R> {
         this.feeder?.pump();
         return undefined;
       case 'threw':
+        this.progress?.add(0, 1);
         return new ParmapTaskError(chunk.start + reply.at, rebuildThrown(reply.thrown));
       case 'uncloneable':
         return new ParmapCloneError(chunk.start + Math.max(0, reply.at), 'result', new Error(reply.message));
@@ -180,6 +191,28 @@ export class ParallelRun<R> implements ChunkRun<R> {
     // A start still loading the pool sees `closed` and terminates what it made.
     await this.started?.catch(() => undefined);
     await this.pool?.terminate();
+    finishProgress(this.progress, this.completed, this.failure);
+  }
+}
+
+/** Ends the progress display with how the call ended. A failing final callback fails a success only. */
+function finishProgress(
+  progress: ProgressTracker | undefined,
+  completed: boolean,
+  failure: { error: unknown } | undefined,
+): void {
+  const ending: Ending =
+    failure === undefined
+      ? completed
+        ? 'done'
+        : 'stopped'
+      : failure.error instanceof AbortError
+        ? 'aborted'
+        : 'failed';
+  try {
+    progress?.finish(ending);
+  } catch (error) {
+    if (ending === 'done') throw error;
   }
 }
 
@@ -196,10 +229,12 @@ function chunkError(chunk: Chunk, error: unknown): unknown {
 export class SerialRun<R> implements ChunkRun<R> {
   private iterator: Iterator<unknown> | AsyncIterator<unknown> | undefined;
   private readonly invoke: (item: unknown) => unknown;
-  private readonly progress: ProgressTracker | undefined;
+  private progress: ProgressTracker | undefined;
+  private started: Promise<void> | undefined;
   private index = 0;
   private finished = false;
   private closed = false;
+  private failure: { error: unknown } | undefined;
 
   constructor(
     private readonly items: Input,
@@ -207,10 +242,22 @@ export class SerialRun<R> implements ChunkRun<R> {
     fn: (...args: unknown[]) => unknown,
   ) {
     this.invoke = createInvoker(fn, options.shape);
-    this.progress = ProgressTracker.for(options);
   }
 
   async nextChunk(): Promise<R[] | undefined> {
+    this.started ??= ProgressTracker.start(this.options).then((progress) => {
+      this.progress = progress;
+    });
+    await this.started;
+    try {
+      return await this.readChunk();
+    } catch (error) {
+      this.failure ??= { error };
+      throw error;
+    }
+  }
+
+  private async readChunk(): Promise<R[] | undefined> {
     const { signal, shape } = this.options;
     if (this.closed || this.finished) return undefined;
     this.iterator ??=
@@ -232,6 +279,7 @@ export class SerialRun<R> implements ChunkRun<R> {
       try {
         results.push((await this.invoke(step.value)) as R);
       } catch (error) {
+        this.progress?.add(0, 1);
         throw new ParmapTaskError(index, error);
       }
     }
@@ -242,6 +290,11 @@ export class SerialRun<R> implements ChunkRun<R> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (!this.finished) await this.iterator?.return?.();
+    try {
+      if (!this.finished) await this.iterator?.return?.();
+    } finally {
+      await this.started?.catch(() => undefined);
+      finishProgress(this.progress, this.finished && this.failure === undefined, this.failure);
+    }
   }
 }

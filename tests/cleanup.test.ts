@@ -69,7 +69,34 @@ const scenarios: [string, string, string][] = [
   ],
 ];
 
+const progressScenarios: [string, string, RegExp][] = [
+  [
+    'progress shown, all results read',
+    `await parmap((x) => x, [1, 2, 3], { n: 2, progress: true });`,
+    /^✔ parmap {2}3\/3 {2}100%.*total 0:\d\d$/,
+  ],
+  [
+    'progress shown, break',
+    `for await (const v of parmap((x) => x, (function* () { for (let i = 0; ; i++) yield i })(), { n: 2, progress: 'walk' })) if (v === 50) break;`,
+    /^■ walk {2}[\d,]+ .* stopped$/,
+  ],
+  [
+    'progress shown, fn throws',
+    `await parmap((x) => { throw new Error('no') }, [1, 2], { n: 2, progress: true }).catch(() => {});`,
+    /^✖ parmap {2}\d\/2 .* failed$/,
+  ],
+];
+
 describe('clean-up: the process exits by itself however the call ends', () => {
+  for (const [name, body, finalLine] of progressScenarios) {
+    it(name, () => {
+      const result = runScenario(body);
+      assert.equal(result.timedOut, false, `the scenario hung: ${result.stderr}`);
+      assert.equal(result.status, 0);
+      assert.match(result.stderr, finalLine);
+    });
+  }
+
   for (const [name, body, expected] of scenarios) {
     it(name, () => {
       const result = runScenario(body);

@@ -64,7 +64,14 @@ describe('option checks', () => {
     [{ scope: { class: 1 } }, /`class` is not one/, TypeError],
     [{ workerType: 'fiber' }, /Expected `workerType` to be 'thread' or 'process', got `"fiber"`/, TypeError],
     [{ total: -1 }, /Expected `total` to be a non-negative integer, got `-1`/, RangeError],
-    [{ progress: 3 }, /Expected `progress` to be a boolean, a label string or a function/, TypeError],
+    [
+      { progress: 3 },
+      /Expected `progress` to be a boolean, a label string, \{ label, stream \} or a function/,
+      TypeError,
+    ],
+    [{ progress: { lable: 'x' } }, /Unknown option `progress\.lable`/, TypeError],
+    [{ progress: { label: 3 } }, /Expected `progress\.label` to be a string/, TypeError],
+    [{ progress: { stream: {} } }, /Expected `progress\.stream` to be a writable stream/, TypeError],
     [{ signal: {} }, /Expected `signal` to be an AbortSignal/, TypeError],
     [{ orderd: false }, /Unknown option `orderd`\. Did you mean `ordered`\?/, TypeError],
     [{ chunkSize: 10 }, /Unknown option `chunkSize`\. Did you mean `chunksize`\?/, TypeError],
@@ -84,7 +91,7 @@ describe('option checks', () => {
   }
 
   it('accepts every documented kind of progress', () => {
-    for (const progress of [true, false, 'label', () => {}]) {
+    for (const progress of [true, false, 'label', () => {}, { label: 'x', stream: process.stderr }]) {
       assert.equal(resolveOptions(fn, [], { progress }).progress, progress);
     }
   });
