@@ -66,36 +66,100 @@ export class ParmapCloneError extends ParmapError {
   }
 }
 
-/** A worker ended while it held items (it exited, crashed or was killed). */
+/** How a worker ended, as {@link ParmapWorkerError} tells it. */
+export interface WorkerEndingInfo {
+  readonly exitCode?: number | undefined;
+  readonly signal?: string | undefined;
+  readonly outOfMemory?: boolean | undefined;
+  /** The heap limit it had (`maxMemory`), in MB. */
+  readonly maxMemory?: number | undefined;
+  /** An error thrown outside any item's call (from a timer, an unhandled rejection). */
+  readonly uncaught?: unknown;
+}
+
+/** A worker ended while it held items: it exited, crashed, ran out of memory or was killed. */
 export class ParmapWorkerError extends ParmapError {
-  /** The input positions of the items the worker held. */
+  /** The input position of the item the worker was running, when known. */
+  readonly index: number | undefined;
+  /** The input positions of all the items the worker held. */
   readonly indices: readonly number[];
   /** The worker's exit code, when it exited. */
   readonly exitCode: number | undefined;
   /** The signal that ended a process worker, when one did. */
   readonly signal: string | undefined;
+  /** Whether it went over its memory limit. */
+  readonly outOfMemory: boolean;
+  /** How many times the item was tried (1 + retries used). */
+  readonly attempts: number;
 
   constructor(
     indices: readonly number[],
-    ending: { exitCode?: number | undefined; signal?: string | undefined },
-    cause?: unknown,
+    ending: WorkerEndingInfo,
+    details: { readonly index?: number | undefined; readonly attempts?: number } = {},
   ) {
-    const how =
-      ending.signal !== undefined
-        ? `was killed by ${ending.signal}`
-        : ending.exitCode !== undefined
-          ? `exited with code ${ending.exitCode}`
-          : 'ended unexpectedly';
-    super(
-      `parmap: a worker ${how} while it held ${describeIndices(indices)}. ` +
-        'fn must not call process.exit() or leave errors unhandled in timers.',
-      { cause },
-    );
+    const { index, attempts = 1 } = details;
+    const what =
+      index === undefined
+        ? `while it held ${describeIndices(indices)}`
+        : `while running item ${index}${indices.length > 1 ? ` (it held ${describeIndices(indices)})` : ''}`;
+    const tries = attempts > 1 ? `, on each of ${attempts} tries` : '';
+    super(`parmap: a worker ${describeEnding(ending)} ${what}${tries}. ${adviceFor(ending)}`, {
+      cause: ending.uncaught,
+    });
     this.name = 'ParmapWorkerError';
+    this.index = index;
     this.indices = indices;
     this.exitCode = ending.exitCode;
     this.signal = ending.signal;
+    this.outOfMemory = ending.outOfMemory === true;
+    this.attempts = attempts;
   }
+}
+
+/** An item ran longer than the `timeout` option allows; its worker was stopped. */
+export class ParmapTimeoutError extends ParmapError {
+  /** The item's position in the input, counting from 0. */
+  readonly index: number;
+  /** The limit it ran past, in milliseconds. */
+  readonly timeout: number;
+  /** How many times the item was tried (1 + retries used). */
+  readonly attempts: number;
+
+  constructor(index: number, timeout: number, attempts = 1, inThisThread = false) {
+    const consequence = inThisThread
+      ? 'with n: 1 it runs in this thread, which cannot stop it: its result is dropped'
+      : 'so its worker was stopped';
+    super(
+      `parmap: item ${index} ran longer than the timeout of ${timeout} ms${attempts > 1 ? ` on each of ${attempts} tries` : ''}, ` +
+        `${consequence}. Raise \`timeout\`, or look at why this item is slow.`,
+    );
+    this.name = 'ParmapTimeoutError';
+    this.index = index;
+    this.timeout = timeout;
+    this.attempts = attempts;
+  }
+}
+
+function describeEnding(ending: WorkerEndingInfo): string {
+  if (ending.outOfMemory) {
+    return `ran out of memory${ending.maxMemory === undefined ? '' : ` (maxMemory: ${ending.maxMemory} MB)`}`;
+  }
+  if (ending.uncaught !== undefined)
+    return `died of an error thrown outside fn's call (${describeThrown(ending.uncaught)})`;
+  if (ending.signal !== undefined && ending.signal !== 'null') return `was killed by ${ending.signal}`;
+  if (ending.exitCode !== undefined) return `exited with code ${ending.exitCode}`;
+  return 'ended unexpectedly';
+}
+
+function adviceFor(ending: WorkerEndingInfo): string {
+  if (ending.outOfMemory) return 'Raise `maxMemory`, or make the item need less memory.';
+  if (ending.uncaught !== undefined) {
+    return 'A timer or promise that fn started failed after fn returned: await it inside fn, or catch its errors.';
+  }
+  return (
+    'fn must not call process.exit() nor leave errors unhandled in timers or promises (a process ' +
+    "worker's own stderr shows its error); `retries` re-runs the items of a worker that died."
+  );
 }
 
 /** The call was aborted through its `signal`. `cause` is the signal's reason. */

@@ -75,6 +75,23 @@ export interface ParmapOptions {
   readonly progress?: boolean | string | ProgressDisplayOptions | ((progress: ProgressInfo) => void);
   /** Aborting it rejects the call with an `AbortError` and tears the pool down. Default: none. */
   readonly signal?: AbortSignal;
+  /**
+   * How many times to re-run, on a fresh worker and one at a time, the items of a worker that died
+   * (or of an item that timed out). Default: `0`.
+   */
+  readonly retries?: number;
+  /**
+   * The longest one item may run, in milliseconds. An item that runs longer fails with a
+   * `ParmapTimeoutError` and its worker is stopped. Default: none.
+   */
+  readonly timeout?: number;
+  /**
+   * `'throw'`: the first failing item fails the call. `'return'`: a failing item yields its error
+   * (a `ParmapError`) in its place and the call goes on. Default: `'throw'`.
+   */
+  readonly onError?: 'throw' | 'return';
+  /** Heap limit per worker, in MB: a worker over it fails with a clear out-of-memory error. Default: none. */
+  readonly maxMemory?: number;
 }
 
 /** The options after checking, with defaults filled in. */
@@ -91,6 +108,10 @@ export interface ResolvedOptions {
   readonly knownLength: number | undefined;
   readonly progress: boolean | string | ProgressDisplayOptions | ((progress: ProgressInfo) => void);
   readonly signal: AbortSignal | undefined;
+  readonly retries: number;
+  readonly timeout: number | undefined;
+  readonly onError: 'throw' | 'return';
+  readonly maxMemory: number | undefined;
 }
 
 /** How an item becomes `fn`'s arguments. */
@@ -114,6 +135,10 @@ const OPTION_NAMES = [
   'total',
   'progress',
   'signal',
+  'retries',
+  'timeout',
+  'onError',
+  'maxMemory',
 ] as const;
 
 /** Checks `fn`, `items` and the options; throws a TypeError or RangeError naming the culprit. */
@@ -174,6 +199,24 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown): R
   if (signal !== undefined && !isAbortSignal(signal)) {
     throw new TypeError(`Expected \`signal\` to be an AbortSignal, got ${describeValue(signal)}`);
   }
+  const retries = given.retries ?? 0;
+  if (!Number.isSafeInteger(retries) || retries < 0) {
+    throw new RangeError(`Expected \`retries\` to be a non-negative integer, got ${describeValue(given.retries)}`);
+  }
+  const timeout = given.timeout;
+  if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout > 0) || !Number.isFinite(timeout))) {
+    throw new RangeError(`Expected \`timeout\` to be a positive number of milliseconds, got ${describeValue(timeout)}`);
+  }
+  const onError = given.onError ?? 'throw';
+  if (onError !== 'throw' && onError !== 'return') {
+    throw new TypeError(`Expected \`onError\` to be 'throw' or 'return', got ${describeValue(given.onError)}`);
+  }
+  const maxMemory = given.maxMemory;
+  if (maxMemory !== undefined && (!Number.isSafeInteger(maxMemory) || maxMemory < 16)) {
+    throw new RangeError(
+      `Expected \`maxMemory\` to be a whole number of MB, at least 16, got ${describeValue(maxMemory)}`,
+    );
+  }
   return {
     n,
     inThisThread: given.n === 1,
@@ -186,6 +229,10 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown): R
     knownLength: lengthOf(items),
     progress,
     signal,
+    retries,
+    timeout,
+    onError,
+    maxMemory,
   };
 }
 
@@ -296,8 +343,13 @@ function lengthOf(items: unknown): number | undefined {
   return undefined;
 }
 
-/** The known name within edit distance 2 of a misspelt one, if any. */
+/** The known name within edit distance 2 of a misspelt one, or that it begins, if any. */
 function closestName(name: string, known: readonly string[]): string | undefined {
+  const lower = name.toLowerCase();
+  if (lower.length >= 4) {
+    const extended = known.find((candidate) => candidate.toLowerCase().startsWith(lower.slice(0, -1)));
+    if (extended !== undefined) return extended;
+  }
   let best: string | undefined;
   let bestDistance = 3;
   for (const candidate of known) {

@@ -3,14 +3,20 @@
  * result. Deliberately not an `async` function: awaiting it would unwrap the array and lose the
  * iterator.
  */
+import type { ParmapError } from './errors.js';
 import { type ParmapOptions, resolveOptions } from './options.js';
+import { ParallelRun } from './parallel.js';
 import { LazyResult, type ParmapResult } from './result.js';
-import { ParallelRun, SerialRun } from './run.js';
+import { SerialRun } from './serial.js';
 import { buildFunctionCode, callerFile, checkFreeNames } from './serialize.js';
 import type { WorkerSetup } from './worker.js';
 
 /** Options in which `star` or `kwstar` is on: each item then holds several arguments. */
 export type SpreadOptions = ParmapOptions & ({ readonly star: true } | { readonly kwstar: true });
+
+/** Options with `onError: 'return'`: failing items yield their error in place of a result. */
+type ReturnErrors = { readonly onError: 'return' };
+type PlainOptions = ParmapOptions & { readonly star?: false; readonly kwstar?: false };
 
 /**
  * Runs `fn` on every item on a pool of workers, like `items.map(fn)` on every core.
@@ -24,12 +30,33 @@ export type SpreadOptions = ParmapOptions & ({ readonly star: true } | { readonl
 export function parmap<T, R>(
   fn: (item: T, ...rest: never[]) => R,
   items: Iterable<T> | AsyncIterable<T>,
-  options?: ParmapOptions & { readonly star?: false; readonly kwstar?: false },
+  options: PlainOptions & ReturnErrors,
+): ParmapResult<Awaited<R> | ParmapError>;
+export function parmap<T, R>(
+  fn: (item: T, ...rest: never[]) => R,
+  items: Iterable<T> | AsyncIterable<T>,
+  options?: PlainOptions,
 ): ParmapResult<Awaited<R>>;
 export function parmap<R>(
   fn: (...args: never[]) => R,
   items: Iterable<unknown> | AsyncIterable<unknown>,
+  options: SpreadOptions & ReturnErrors,
+): ParmapResult<Awaited<R> | ParmapError>;
+export function parmap<R>(
+  fn: (...args: never[]) => R,
+  items: Iterable<unknown> | AsyncIterable<unknown>,
   options: SpreadOptions,
+): ParmapResult<Awaited<R>>;
+// Options whose star / kwstar are only known at run time.
+export function parmap<R>(
+  fn: (...args: never[]) => R,
+  items: Iterable<unknown> | AsyncIterable<unknown>,
+  options: ParmapOptions & ReturnErrors,
+): ParmapResult<Awaited<R> | ParmapError>;
+export function parmap<R>(
+  fn: (...args: never[]) => R,
+  items: Iterable<unknown> | AsyncIterable<unknown>,
+  options: ParmapOptions,
 ): ParmapResult<Awaited<R>>;
 export function parmap(
   fn: (...args: never[]) => unknown,
@@ -47,6 +74,8 @@ export function parmap(
     freeNames: code.freeNames,
     callerFile: callerFile(parmap),
     shape: resolved.shape,
+    onError: resolved.onError,
+    reportStarts: resolved.workerType === 'process' && resolved.timeout !== undefined,
   };
   return new LazyResult(() => new ParallelRun(items, resolved, setup), resolved.total);
 }

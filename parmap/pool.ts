@@ -1,16 +1,44 @@
 /**
  * The only module that touches workerpool. One pool per call. It owns the queue: a chunk goes to
- * workerpool only when a worker is set up and idle, so workerpool sends it at once and a value that
- * cannot be cloned throws here, where the item can be named. (Chunks that workerpool queues itself
- * are sent later from inside its event handlers, where such a failure is lost or crashes.)
+ * workerpool only when a worker is idle, so workerpool sends it at once and a value that cannot be
+ * cloned throws here, where the item can be named. (Chunks that workerpool queues itself are sent
+ * later from inside its event handlers, where such a failure is lost or crashes the process.)
+ *
+ * Three things workerpool does not offer are reached through its worker handlers (`pool.workers`):
+ * stopping the one worker that runs a timed-out chunk, letting workers not hold the event loop
+ * while nobody waits for a result, and telling a fresh worker from a ready one.
  */
 import { fileURLToPath } from 'node:url';
 import { serialize } from 'node:v8';
 import { ParmapError, ParmapScopeError, rebuildThrown } from './errors.js';
-import type { ChunkReply, SetupFailure, WorkerSetup } from './worker.js';
+import type { ChunkReply, ItemStarted, SetupFailure, WorkerSetup } from './worker.js';
 
 type Workerpool = typeof import('workerpool');
 type WorkerpoolPool = ReturnType<Workerpool['pool']>;
+
+/** The parts of workerpool's WorkerHandler this module relies on (workerpool 10). */
+interface WorkerHandler {
+  readonly worker: {
+    ref?(): void;
+    unref?(): void;
+    /** A worker thread's own terminate, or a child process's kill. */
+    terminate?(): unknown;
+    kill?(signal?: string): unknown;
+    readonly channel?: { ref?(): void; unref?(): void } | null;
+  } | null;
+  readonly processing: Record<string, { readonly options?: unknown } | undefined>;
+}
+
+/**
+ * Ends a worker now. workerpool's own forced terminate first asks the worker to exit and only
+ * kills it a second later, which a busy loop turns into a wait.
+ */
+function killNow(handler: WorkerHandler): void {
+  const { worker } = handler;
+  if (worker === null) return;
+  if (typeof worker.kill === 'function' && typeof worker.terminate !== 'function') worker.kill('SIGKILL');
+  else void worker.terminate?.();
+}
 
 /** A chunk could not be sent; `at` is the first item (within the chunk) that cannot be cloned. */
 export class ItemSendError extends Error {
@@ -23,11 +51,24 @@ export class ItemSendError extends Error {
   }
 }
 
+/** How a worker ended while it held a chunk. */
+export interface WorkerEnding {
+  readonly exitCode?: number | undefined;
+  readonly signal?: string | undefined;
+  /** It went over its memory limit. */
+  readonly outOfMemory?: boolean;
+  /** An error thrown outside any item's call (a timer, an unhandled rejection) that ended it. */
+  readonly uncaught?: unknown;
+  /** The pool stopped it: the item ran past its timeout. */
+  readonly timedOut?: boolean;
+  /** The chunk went to a worker that had already ended, and never started: send it again. */
+  readonly neverStarted?: boolean;
+}
+
 /** A worker ended while it held the chunk. */
 export class WorkerEndedError extends Error {
   constructor(
-    readonly exitCode: number | undefined,
-    readonly signal: string | undefined,
+    readonly ending: WorkerEnding,
     cause: unknown,
   ) {
     super(cause instanceof Error ? cause.message : String(cause), { cause });
@@ -37,6 +78,20 @@ export class WorkerEndedError extends Error {
 
 export type ChunkOutcome = Exclude<ChunkReply, { kind: 'notSetUp' }>;
 
+/** A chunk on its way: its outcome, and a way to stop the worker that runs it. */
+export interface RunningChunk {
+  readonly outcome: Promise<ChunkOutcome>;
+  /** How many of its items have started, while it runs; `undefined` when not tracked. */
+  started(): number | undefined;
+  /** Stops the worker running this chunk at once; the outcome rejects with a timed-out ending. */
+  stopForTimeout(): void;
+}
+
+/** The options object of a chunk's latest exec, as workerpool stores it with the task. */
+interface ExecOptionsHolder {
+  options?: object;
+}
+
 let workerpoolModule: Promise<Workerpool> | undefined;
 
 const WORKER_SCRIPT = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -45,15 +100,24 @@ export interface PoolOptions {
   readonly workers: number;
   readonly workerType: 'thread' | 'process';
   readonly setup: WorkerSetup;
+  /** Heap limit per worker in MB, when set. */
+  readonly maxMemory: number | undefined;
 }
 
 export class ChunkPool {
   private terminating: Promise<void> | undefined;
   private running = 0;
+  private held = true;
+  /**
+   * Set once a worker has died: workerpool then starts replacements that are neither ready nor set
+   * up, so items are checked for cloning before they are handed over, and set-up travels on demand.
+   */
+  private replacing = false;
 
   private constructor(
     private readonly pool: WorkerpoolPool,
-    readonly workers: number,
+    private readonly options: PoolOptions,
+    private readonly serializedSetup: Uint8Array,
   ) {}
 
   /**
@@ -66,24 +130,36 @@ export class ChunkPool {
     // Loading workerpool costs several milliseconds: calls that never run in parallel skip it.
     workerpoolModule ??= import('workerpool').then((module) => (module.default ?? module) as Workerpool);
     const workerpool = await workerpoolModule;
+    const { maxMemory } = options;
     const pool = workerpool.pool(WORKER_SCRIPT, {
       maxWorkers: options.workers,
       workerType: options.workerType,
+      // Only a worker that ignores the kill below would be waited for this long.
+      workerTerminateTimeout: 100,
       // Structured clone for process workers too, so Maps, Dates and BigInts survive.
-      forkOpts: { serialization: 'advanced' },
+      forkOpts: {
+        serialization: 'advanced',
+        ...(maxMemory === undefined ? {} : { execArgv: [`--max-old-space-size=${maxMemory}`] }),
+      },
       // fn arrives as plain JavaScript, so threads skip the caller's loader hooks (tsx alone costs
       // about 150 ms per worker), as process workers do in workerpool.
-      workerThreadOpts: { execArgv: withoutModuleHooks(process.execArgv) },
+      workerThreadOpts: {
+        execArgv: withoutModuleHooks(process.execArgv),
+        ...(maxMemory === undefined
+          ? {}
+          : {
+              resourceLimits: { maxOldGenerationSizeMb: maxMemory, maxYoungGenerationSizeMb: Math.min(32, maxMemory) },
+            }),
+      },
     });
-    const chunkPool = new ChunkPool(pool, options.workers);
+    const chunkPool = new ChunkPool(pool, options, serializedSetup);
     try {
       // One set-up per worker: each goes to a new worker, since the earlier ones are busy.
-      const failures = await Promise.all(
-        Array.from({ length: options.workers }, () =>
-          Promise.resolve(pool.exec('setUp', [serializedSetup]) as PromiseLike<SetupFailure>),
-        ),
+      const setups = Array.from({ length: options.workers }, () =>
+        Promise.resolve(pool.exec('setUp', [serializedSetup]) as PromiseLike<SetupFailure>),
       );
-      const failure = failures.find((candidate) => candidate !== undefined);
+      chunkPool.applyHold();
+      const failure = (await Promise.all(setups)).find((candidate) => candidate !== undefined);
       if (failure !== undefined) throw setupError(failure);
     } catch (error) {
       await chunkPool.terminate();
@@ -94,47 +170,168 @@ export class ChunkPool {
 
   /** Whether a worker is idle, so `run` would start at once. */
   get hasIdleWorker(): boolean {
-    return this.running < this.workers;
+    return this.running < this.options.workers;
   }
 
   /** Runs one chunk on an idle worker. Only call it when `hasIdleWorker` is true. */
-  run(items: readonly unknown[]): Promise<ChunkOutcome> {
-    return new Promise<ChunkOutcome>((resolve, reject) => {
+  run(items: readonly unknown[], onStarted?: (at: number) => void): RunningChunk {
+    const startedCount = this.options.workerType === 'thread' ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
+    let timedOut = false;
+    const execOptions: ExecOptionsHolder = {};
+    const outcome = this.send(items, startedCount, onStarted, execOptions).catch((error: unknown) => {
+      if (timedOut) throw new WorkerEndedError({ timedOut: true }, error);
+      throw error;
+    });
+    return {
+      outcome,
+      started: () => (startedCount === undefined ? undefined : Atomics.load(startedCount, 0)),
+      stopForTimeout: () => {
+        timedOut = true;
+        const handler = this.handlerRunning(execOptions);
+        if (handler !== undefined) killNow(handler);
+      },
+    };
+  }
+
+  private async send(
+    items: readonly unknown[],
+    startedCount: Int32Array | undefined,
+    onStarted: ((at: number) => void) | undefined,
+    execOptions: ExecOptionsHolder,
+  ): Promise<ChunkOutcome> {
+    if (this.replacing) {
+      const at = firstUncloneable(items);
+      if (at >= 0) throw new ItemSendError(at, new Error(cloneProblem(items[at])));
+    }
+    const first = await this.exec(items, startedCount, undefined, onStarted, execOptions);
+    if (first.kind !== 'notSetUp') return first;
+    // A replacement worker: send the chunk again, with the set-up this time.
+    const second = await this.exec(items, startedCount, this.serializedSetup, onStarted, execOptions);
+    if (second.kind === 'notSetUp') throw new ParmapError('parmap: a worker answered a chunk without a result');
+    return second;
+  }
+
+  private exec(
+    items: readonly unknown[],
+    startedCount: Int32Array | undefined,
+    setup: Uint8Array | undefined,
+    onStarted: ((at: number) => void) | undefined,
+    holder: ExecOptionsHolder,
+  ): Promise<ChunkReply> {
+    return new Promise<ChunkReply>((resolve, reject) => {
       let reply: ChunkReply | undefined;
       let pending: PromiseLike<unknown>;
+      const params =
+        setup !== undefined ? [items, startedCount, setup] : startedCount ? [items, startedCount] : [items];
+      // workerpool keeps this very object with the task: it is how the worker running it is found.
+      const options = {
+        on: (payload: unknown) => {
+          const message = payload as ChunkReply | ItemStarted;
+          if (message.kind === 'started') onStarted?.(message.at);
+          else reply = message;
+        },
+      };
+      holder.options = options;
       try {
-        pending = this.pool.exec('runChunk', [items], {
-          on: (payload: unknown) => {
-            reply = payload as ChunkReply;
-          },
-        });
+        pending = this.pool.exec('runChunk', params, options);
       } catch (error) {
-        reject(new ItemSendError(firstUncloneable(items), error));
+        reject(new ItemSendError(Math.max(0, firstUncloneable(items)), error));
         return;
       }
       this.running++;
+      this.applyHold();
       pending.then(
         () => {
           this.running--;
-          if (reply === undefined || reply.kind === 'notSetUp') {
-            reject(new ParmapError('parmap: a worker answered a chunk without a result'));
-          } else resolve(reply);
+          if (reply === undefined) reject(new ParmapError('parmap: a worker finished a chunk without a reply'));
+          else resolve(reply);
         },
         (error: unknown) => {
           this.running--;
-          reject(taskError(items, error));
+          reject(this.taskError(items, error));
         },
       );
     });
   }
 
+  private handlers(): WorkerHandler[] {
+    return (this.pool as unknown as { workers: WorkerHandler[] }).workers;
+  }
+
+  private handlerRunning(holder: ExecOptionsHolder): WorkerHandler | undefined {
+    return this.handlers().find((handler) =>
+      Object.values(handler.processing).some((task) => task !== undefined && task.options === holder.options),
+    );
+  }
+
+  /**
+   * Workers hold the event loop only while someone waits for a result: a caller that abandons
+   * an iterator half-way does not keep the process alive for ever.
+   */
+  hold(waiting: boolean): void {
+    if (this.held === waiting) return;
+    this.held = waiting;
+    this.applyHold();
+  }
+
+  private applyHold(): void {
+    for (const { worker } of this.handlers()) {
+      if (worker === null) continue;
+      if (this.held) {
+        worker.ref?.();
+        worker.channel?.ref?.();
+      } else {
+        worker.unref?.();
+        worker.channel?.unref?.();
+      }
+    }
+  }
+
+  private taskError(items: readonly unknown[], error: unknown): Error {
+    const message = error instanceof Error ? error.message : String(error);
+    if (message === 'Worker is terminated') return new WorkerEndedError({ neverStarted: true }, error);
+    if (/terminated unexpectedly|Workerpool Worker error|Worker terminated/i.test(message)) {
+      this.replacing = true;
+      return new WorkerEndedError(this.endingOf(message, error), error);
+    }
+    if (/could not be cloned|DataCloneError/i.test(message)) {
+      return new ItemSendError(Math.max(0, firstUncloneable(items)), error);
+    }
+    return poolError(error);
+  }
+
+  private endingOf(message: string, error: unknown): WorkerEnding {
+    const exitCode = /exitCode: `(-?\d+)`/.exec(message)?.[1];
+    const signal = /signalCode: `([A-Z0-9]+)`/.exec(message)?.[1];
+    const uncaught = /Workerpool Worker error/.test(message) ? (error as { cause?: unknown }).cause : undefined;
+    const code = (uncaught as { code?: unknown } | undefined)?.code;
+    const limited = this.options.maxMemory !== undefined;
+    const outOfMemory =
+      code === 'ERR_WORKER_OUT_OF_MEMORY' ||
+      (limited && (signal === 'SIGABRT' || signal === 'SIGTRAP' || exitCode === '134' || exitCode === '133'));
+    return {
+      exitCode: exitCode === undefined ? undefined : Number(exitCode),
+      signal,
+      outOfMemory,
+      uncaught: outOfMemory ? undefined : uncaught,
+    };
+  }
+
   /** Stops every worker at once, busy or not. Safe to call more than once. */
   terminate(): Promise<void> {
-    this.terminating ??= Promise.resolve(this.pool.terminate(true)).then(
-      () => undefined,
-      () => undefined,
-    );
+    this.terminating ??= this.stopAll();
     return this.terminating;
+  }
+
+  private async stopAll(): Promise<void> {
+    // Whoever ends the call waits for this: the dying workers may keep the event loop meanwhile.
+    this.hold(true);
+    for (const handler of this.handlers()) killNow(handler);
+    try {
+      await this.pool.terminate(true);
+    } catch {
+      // Workers that were already dead report it here; they are stopped all the same.
+    }
   }
 }
 
@@ -168,7 +365,7 @@ function serializeSetup(setup: WorkerSetup): Uint8Array {
   try {
     return serialize(setup);
   } catch (error) {
-    const culprit = !canSerialize(setup.shape.args) ? 'args' : 'kwargs';
+    const culprit = cloneProblem(setup.shape.args) !== undefined ? 'args' : 'kwargs';
     throw new TypeError(
       `\`${culprit}\` cannot be sent to workers (${error instanceof Error ? error.message : String(error)}). ` +
         'Values cross by structured clone: pass plain data (functions go in scope), or use n: 1.',
@@ -184,34 +381,20 @@ function setupError(failure: NonNullable<SetupFailure>): ParmapError {
   });
 }
 
-function taskError(items: readonly unknown[], error: unknown): Error {
-  const message = error instanceof Error ? error.message : String(error);
-  if (/terminated unexpectedly/i.test(message)) {
-    const exitCode = /exitCode: `(-?\d+)`/.exec(message)?.[1];
-    const signal = /signalCode: `([A-Z0-9]+)`/.exec(message)?.[1];
-    return new WorkerEndedError(exitCode === undefined ? undefined : Number(exitCode), signal, error);
-  }
-  if (/could not be cloned|DataCloneError/i.test(message)) return new ItemSendError(firstUncloneable(items), error);
-  return poolError(error);
-}
-
 function poolError(error: unknown): ParmapError {
   const message = error instanceof Error ? error.message : String(error);
   return new ParmapError(`parmap: the worker pool failed: ${message}`, { cause: error });
 }
 
 function firstUncloneable(items: readonly unknown[]): number {
-  return Math.max(
-    0,
-    items.findIndex((item) => !canSerialize(item)),
-  );
+  return items.findIndex((item) => cloneProblem(item) !== undefined);
 }
 
-function canSerialize(value: unknown): boolean {
+function cloneProblem(value: unknown): string | undefined {
   try {
     serialize(value);
-    return true;
-  } catch {
-    return false;
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
   }
 }

@@ -153,16 +153,28 @@ class LiveBoard extends Board {
 
   protected started(): void {
     if (this.spinner === undefined) {
-      this.spinner = (oraModule as typeof import('ora'))
-        .default({
-          stream: this.stream as NodeJS.WritableStream,
-          isEnabled: true,
-          discardStdin: false,
-          interval: REDRAW_MS,
-          text: this.text(),
-        })
-        .start();
-      // The spinner's own timer keeps the process alive while it spins; this one never does.
+      const spinner = (oraModule as typeof import('ora')).default({
+        stream: this.stream as NodeJS.WritableStream,
+        isEnabled: true,
+        discardStdin: false,
+        interval: REDRAW_MS,
+        text: this.text(),
+      });
+      // ora's redraw timer would keep the process alive, but a caller that abandons a result
+      // half-way must not be kept waiting for ever: catch the timer start() makes, and unref it.
+      const realSetInterval = globalThis.setInterval;
+      let redraw: NodeJS.Timeout | undefined;
+      globalThis.setInterval = ((...args: Parameters<typeof setInterval>) => {
+        redraw = realSetInterval(...args);
+        return redraw;
+      }) as typeof setInterval;
+      try {
+        spinner.start();
+      } finally {
+        globalThis.setInterval = realSetInterval;
+      }
+      redraw?.unref();
+      this.spinner = spinner;
       this.timer = setInterval(() => this.refresh(), REDRAW_MS).unref();
     }
     this.refresh();

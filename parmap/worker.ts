@@ -13,28 +13,55 @@ import { reportThrown, type ThrownReport } from './errors.js';
 import type { CallShape } from './options.js';
 import { isProvidedName, providedValue } from './prelude.js';
 
-/** Everything a worker needs once: the function's code and the fixed arguments. */
+/** Everything a worker needs once: the function's code, the fixed arguments, how to report. */
 export interface WorkerSetup {
   readonly body: string;
   readonly freeNames: readonly string[];
   readonly callerFile: string;
   readonly shape: CallShape;
+  /** `'return'`: an item that fails is reported and the chunk goes on; `'throw'`: the chunk stops. */
+  readonly onError: 'throw' | 'return';
+  /** Send an event as each item starts (process workers with a timeout; threads share a counter). */
+  readonly reportStarts: boolean;
+}
+
+/** An item of a chunk that failed while the chunk went on (`onError: 'return'`). */
+export interface ItemFailure {
+  readonly at: number;
+  /** What fn threw, or `undefined` when the result could not be sent back. */
+  readonly thrown?: ThrownReport;
+  /** Why the result could not be sent back. */
+  readonly uncloneable?: string;
 }
 
 /** What a worker says about a chunk. `at` is the position within the chunk. */
 export type ChunkReply =
-  | { readonly kind: 'done'; readonly values: unknown[]; readonly ms: number }
+  | {
+      readonly kind: 'done';
+      readonly values: unknown[];
+      readonly ms: number;
+      readonly failures?: readonly ItemFailure[];
+    }
   | { readonly kind: 'threw'; readonly at: number; readonly thrown: ThrownReport }
   | { readonly kind: 'uncloneable'; readonly at: number; readonly message: string }
   | { readonly kind: 'notSetUp' };
+
+/** An event while a chunk runs: item `at` has started (sent only when `reportStarts`). */
+export interface ItemStarted {
+  readonly kind: 'started';
+  readonly at: number;
+}
 
 /** What a worker says about its set-up: `undefined` when it is ready for chunks. */
 export type SetupFailure = { readonly missing: readonly string[]; readonly thrown?: ThrownReport } | undefined;
 
 let invoke: ((item: unknown) => unknown) | undefined;
+let onError: 'throw' | 'return' = 'throw';
+let reportStarts = false;
 
 /** Receives the set-up, serialized once by the pool and copied to every worker as bytes. */
 function setUp(serializedSetup: Uint8Array): SetupFailure {
+  if (invoke !== undefined) return undefined;
   const setup = deserialize(serializedSetup) as WorkerSetup;
   const names: string[] = [];
   const values: unknown[] = [];
@@ -51,26 +78,43 @@ function setUp(serializedSetup: Uint8Array): SetupFailure {
   try {
     const fn = new Function(...names, setup.body)(...values) as (...args: unknown[]) => unknown;
     invoke = createInvoker(fn, setup.shape);
+    onError = setup.onError;
+    reportStarts = setup.reportStarts;
     return undefined;
   } catch (error) {
     return { missing: [], thrown: reportThrown(error) };
   }
 }
 
-async function runChunk(items: readonly unknown[]): Promise<void> {
+/**
+ * Runs fn on each item. `startedCount`, shared with the main thread, holds how many items have
+ * started, so the main thread knows which item is running (for timeouts, and to name the item a
+ * dying worker was running). A worker the pool made to replace a dead one gets its set-up here.
+ */
+async function runChunk(items: readonly unknown[], startedCount?: Int32Array, setup?: Uint8Array): Promise<void> {
+  if (invoke === undefined && setup !== undefined) {
+    const failure = setUp(setup);
+    if (failure !== undefined) throw new Error('parmap: a replacement worker could not set up fn');
+  }
   if (invoke === undefined) return send({ kind: 'notSetUp' });
   const values = new Array<unknown>(items.length);
+  let failures: ItemFailure[] | undefined;
   const started = performance.now();
   for (let i = 0; i < items.length; i++) {
+    if (startedCount !== undefined) Atomics.store(startedCount, 0, i + 1);
+    if (reportStarts) workerpool.workerEmit({ kind: 'started', at: i } satisfies ItemStarted);
     try {
       let value = invoke(items[i]);
       if (isThenable(value)) value = await value;
       values[i] = value;
     } catch (error) {
-      return send({ kind: 'threw', at: i, thrown: reportThrown(error) });
+      if (onError === 'throw') return send({ kind: 'threw', at: i, thrown: reportThrown(error) });
+      failures ??= [];
+      failures.push({ at: i, thrown: reportThrown(error) });
     }
   }
-  send({ kind: 'done', values, ms: performance.now() - started });
+  const ms = performance.now() - started;
+  send(failures === undefined ? { kind: 'done', values, ms } : { kind: 'done', values, ms, failures });
 }
 
 function send(reply: ChunkReply): void {
@@ -78,23 +122,35 @@ function send(reply: ChunkReply): void {
     workerpool.workerEmit(reply);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    workerpool.workerEmit({
-      kind: 'uncloneable',
-      at: reply.kind === 'done' ? firstUncloneable(reply.values) : -1,
-      message,
-    });
+    if (reply.kind !== 'done') {
+      workerpool.workerEmit({ kind: 'uncloneable', at: -1, message });
+    } else if (onError === 'throw') {
+      workerpool.workerEmit({ kind: 'uncloneable', at: firstUncloneable(reply.values), message });
+    } else {
+      // Every result that cannot cross becomes a failure of its own item; the others go on.
+      const failures = [...(reply.failures ?? [])];
+      const values = reply.values.map((value, at) => {
+        const problem = cloneProblem(value);
+        if (problem === undefined) return value;
+        failures.push({ at, uncloneable: problem });
+        return undefined;
+      });
+      workerpool.workerEmit({ ...reply, values, failures });
+    }
   }
 }
 
 function firstUncloneable(values: readonly unknown[]): number {
-  for (let i = 0; i < values.length; i++) {
-    try {
-      serialize(values[i]);
-    } catch {
-      return i;
-    }
+  return values.findIndex((value) => cloneProblem(value) !== undefined);
+}
+
+function cloneProblem(value: unknown): string | undefined {
+  try {
+    serialize(value);
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
   }
-  return -1;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -103,6 +159,15 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     value !== null &&
     typeof (value as { then?: unknown }).then === 'function'
   );
+}
+
+// A process worker whose parent has gone (the caller exited mid-call) leaves quietly, instead of
+// dying loud on a reply it can no longer send.
+if (process.send !== undefined) {
+  process.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE' || error.code === 'ERR_IPC_CHANNEL_CLOSED') process.exit(0);
+    throw error;
+  });
 }
 
 workerpool.worker({ setUp, runChunk });

@@ -14,6 +14,10 @@ describe('option checks', () => {
     assert.equal(options.total, 3);
     assert.deepEqual(options.shape, { star: false, kwstar: false, args: [], kwargs: undefined });
     assert.ok(options.n >= 1);
+    assert.equal(options.retries, 0);
+    assert.equal(options.timeout, undefined);
+    assert.equal(options.onError, 'throw');
+    assert.equal(options.maxMemory, undefined);
   });
 
   it('runs in this thread only for an explicit n: 1', () => {
@@ -73,6 +77,14 @@ describe('option checks', () => {
     [{ progress: { label: 3 } }, /Expected `progress\.label` to be a string/, TypeError],
     [{ progress: { stream: {} } }, /Expected `progress\.stream` to be a writable stream/, TypeError],
     [{ signal: {} }, /Expected `signal` to be an AbortSignal/, TypeError],
+    [{ retries: -1 }, /Expected `retries` to be a non-negative integer, got `-1`/, RangeError],
+    [{ retries: 1.5 }, /`retries`/, RangeError],
+    [{ timeout: 0 }, /Expected `timeout` to be a positive number of milliseconds, got `0`/, RangeError],
+    [{ timeout: Number.POSITIVE_INFINITY }, /`timeout`/, RangeError],
+    [{ timeout: '5s' }, /`timeout`.*"5s"/, RangeError],
+    [{ onError: 'ignore' }, /Expected `onError` to be 'throw' or 'return', got `"ignore"`/, TypeError],
+    [{ maxMemory: 8 }, /Expected `maxMemory` to be a whole number of MB, at least 16, got `8`/, RangeError],
+    [{ retry: 2 }, /Unknown option `retry`\. Did you mean `retries`\?/, TypeError],
     [{ orderd: false }, /Unknown option `orderd`\. Did you mean `ordered`\?/, TypeError],
     [{ chunkSize: 10 }, /Unknown option `chunkSize`\. Did you mean `chunksize`\?/, TypeError],
     [{ workers: 2 }, /Unknown option `workers`.*Known options: n, ordered/, TypeError],

@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AbortError, ParmapCloneError, ParmapScopeError, ParmapTaskError, parmap } from '../dist/index.js';
+import {
+  AbortError,
+  ParmapCloneError,
+  ParmapScopeError,
+  ParmapTaskError,
+  ParmapTimeoutError,
+  parmap,
+} from '../dist/index.js';
 
 const range = (count: number) => Array.from({ length: count }, (_, i) => i);
 
@@ -612,5 +619,54 @@ describe('parmap: failures', () => {
     assert.throws(() => parmap('f' as never, [1]), /Expected `fn` to be a function/);
     assert.throws(() => parmap((x: number) => x, 5 as never), /Expected `items`/);
     assert.throws(() => parmap((x: number) => x, [1], { orderd: true } as never), /Did you mean `ordered`/);
+  });
+});
+
+describe('parmap: n: 1 with timeout and onError', () => {
+  it('stops waiting for an async item past its timeout', async () => {
+    await assert.rejects(
+      parmap((x: number) => new Promise((resolve) => setTimeout(() => resolve(x), x === 2 ? 1000 : 1)), [1, 2, 3], {
+        n: 1,
+        timeout: 100,
+      }),
+      (error: unknown) =>
+        error instanceof ParmapTimeoutError &&
+        error.index === 1 &&
+        /cannot stop it: its result is dropped/.test(error.message),
+    );
+  });
+
+  it('judges a sync item when it returns, since this thread cannot be interrupted', async () => {
+    const results = await parmap(
+      (x: number) => {
+        if (x === 1) {
+          const end = performance.now() + 150;
+          while (performance.now() < end);
+        }
+        return x;
+      },
+      [0, 1, 2],
+      { n: 1, timeout: 50, onError: 'return' },
+    );
+    assert.equal(results[0], 0);
+    const late = results[1];
+    assert.ok(late instanceof ParmapTimeoutError && late.index === 1);
+    assert.equal(results[2], 2);
+  });
+
+  it("yields errors in place with onError: 'return'", async () => {
+    const results = await parmap(
+      (x: number) => {
+        if (x % 2) throw new Error(`odd ${x}`);
+        return x;
+      },
+      [0, 1, 2, 3],
+      { n: 1, onError: 'return' },
+    );
+    assert.deepEqual(
+      results.map((result) => (result instanceof ParmapTaskError ? result.index : result)),
+      [0, 1, 2, 3],
+    );
+    assert.ok(results[1] instanceof ParmapTaskError);
   });
 });
