@@ -1,19 +1,30 @@
 /**
- * How many items go into the next message to a worker. A fixed `chunksize` is used as given; with
- * `'auto'` the size follows the measured time per item.
+ * How many items go into the next message to a worker. A fixed `chunksize` is used as given.
+ * `'auto'` measures how long items take and combines three rules:
+ *
+ * - guided: when the total is known, a chunk holds at most the remaining items divided by twice
+ *   the workers, so chunks are large at first (few messages) and shrink towards the end, where
+ *   the last ones finish close together;
+ * - lively: a chunk holds at most about a quarter of a second of work, so results and progress
+ *   keep coming;
+ * - worth a message: a chunk holds at least about 10 ms of work, which hides the message round
+ *   trip (about 0.1 ms), and at most 20,000 items.
+ *
+ * Until the first chunk has been measured, chunks hold a single item.
  */
 
-/** The work one chunk should hold: long enough to hide a message round trip (about 0.1 ms). */
-export const TARGET_CHUNK_MS = 10;
-/** Upper bound of an automatic chunk, so memory per message stays small. */
-export const MAX_AUTO_CHUNK = 1000;
-/** Each worker's share is cut into at least this many chunks, so the last ones end together. */
-export const CHUNKS_PER_WORKER = 4;
+/** The least work worth one message. */
+export const MIN_CHUNK_MS = 10;
+/** The most work in one chunk, so results and progress keep coming. */
+export const MAX_CHUNK_MS = 250;
+/** Upper bound of an automatic chunk: trivial items pay little per message, memory stays small. */
+export const MAX_AUTO_CHUNK = 20_000;
+/** Guided rule: a chunk is at most the remaining items divided by this many per worker. */
+export const GUIDED_SHARES_PER_WORKER = 2;
 
 export class ChunkSizer {
   private measuredItems = 0;
   private measuredMs = 0;
-  private readonly ceiling: number;
 
   /**
    * @param fixed the `chunksize` option (a number), or `'auto'`
@@ -22,20 +33,23 @@ export class ChunkSizer {
    */
   constructor(
     private readonly fixed: number | 'auto',
-    workers: number,
-    total: number | undefined,
-  ) {
-    const share = total === undefined ? MAX_AUTO_CHUNK : Math.ceil(total / (workers * CHUNKS_PER_WORKER));
-    this.ceiling = Math.max(1, Math.min(MAX_AUTO_CHUNK, share));
-  }
+    private readonly workers: number,
+    private readonly total: number | undefined,
+  ) {}
 
-  /** The size of the next chunk. Until a chunk has been measured, auto starts with single items. */
-  next(): number {
+  /** The size of the next chunk, given how many items have been handed out already. */
+  next(handedOut = 0): number {
     if (this.fixed !== 'auto') return this.fixed;
     if (this.measuredItems === 0) return 1;
     const perItemMs = this.measuredMs / this.measuredItems;
-    if (perItemMs <= 0) return this.ceiling;
-    return Math.max(1, Math.min(this.ceiling, Math.round(TARGET_CHUNK_MS / perItemMs)));
+    const byTime = (ms: number) => (perItemMs > 0 ? ms / perItemMs : Number.POSITIVE_INFINITY);
+    let size = byTime(MAX_CHUNK_MS);
+    if (this.total !== undefined) {
+      const remaining = Math.max(0, this.total - handedOut);
+      size = Math.min(size, Math.ceil(remaining / (this.workers * GUIDED_SHARES_PER_WORKER)));
+    }
+    size = Math.max(size, byTime(MIN_CHUNK_MS));
+    return Math.max(1, Math.min(MAX_AUTO_CHUNK, Math.round(size)));
   }
 
   /** Records how long a worker spent on a chunk of `items` items. */

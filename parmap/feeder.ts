@@ -101,7 +101,7 @@ class ArrayFeeder extends Feeder {
         this.finish();
         return;
       }
-      const items = this.array.slice(this.position, this.position + this.sizer.next());
+      const items = this.array.slice(this.position, this.position + this.sizer.next(this.nextIndex));
       try {
         for (let i = 0; i < items.length; i++) this.checkItem(items[i], this.position + i);
       } catch (error) {
@@ -128,7 +128,7 @@ class IteratorFeeder extends Feeder {
 
   pump(): void {
     while (!this.closed && !this.finished && this.hooks.hasRoom()) {
-      const size = this.sizer.next();
+      const size = this.sizer.next(this.nextIndex);
       const items: unknown[] = [];
       let ended = false;
       try {
@@ -187,7 +187,7 @@ class AsyncIteratorFeeder extends Feeder {
 
   pump(): void {
     this.dispatch();
-    if (!this.reading && !this.closed && !this.finished && this.buffer.length < this.sizer.next()) {
+    if (!this.reading && !this.closed && !this.finished && this.buffer.length < this.sizer.next(this.nextIndex)) {
       this.reading = true;
       void this.read();
     }
@@ -195,7 +195,7 @@ class AsyncIteratorFeeder extends Feeder {
 
   private dispatch(): void {
     while (!this.closed && this.buffer.length > 0 && this.hooks.hasRoom()) {
-      const size = this.sizer.next();
+      const size = this.sizer.next(this.nextIndex);
       const worthSending = this.buffer.length >= size || this.finished || this.waitingForInput;
       if (!worthSending) return;
       this.emit(this.buffer.splice(0, size));
@@ -205,7 +205,7 @@ class AsyncIteratorFeeder extends Feeder {
 
   private async read(): Promise<void> {
     try {
-      while (!this.closed && !this.finished && this.buffer.length < this.sizer.next()) {
+      while (!this.closed && !this.finished && this.buffer.length < this.sizer.next(this.nextIndex)) {
         this.waitingForInput = true;
         this.dispatch();
         const step = await this.iterator.next();

@@ -8,7 +8,7 @@ import { type ParmapOptions, resolveOptions } from './options.js';
 import { ParallelRun } from './parallel.js';
 import { LazyResult, type ParmapResult } from './result.js';
 import { SerialRun } from './serial.js';
-import { buildFunctionCode, callerFile, checkFreeNames } from './serialize.js';
+import { buildFunctionCode, callerFile, checkFreeNames, holdsCode } from './serialize.js';
 import type { WorkerSetup } from './worker.js';
 
 /** Options in which `star` or `kwstar` is on: each item then holds several arguments. */
@@ -69,9 +69,20 @@ export function parmap(
   }
   const code = buildFunctionCode(fn, resolved.scope);
   checkFreeNames(code.freeNames, (name) => name in globalThis);
+  for (const [name, value] of [
+    ['args', resolved.shape.args],
+    ['kwargs', resolved.shape.kwargs],
+  ] as const) {
+    if (holdsCode(value)) {
+      throw new TypeError(
+        `\`${name}\` holds a function or a symbol, which cannot be sent to workers: pass functions in \`scope\`, or use n: 1`,
+      );
+    }
+  }
   const setup: WorkerSetup = {
     body: code.body,
     freeNames: code.freeNames,
+    scopeData: code.scopeData,
     callerFile: callerFile(parmap),
     shape: resolved.shape,
     onError: resolved.onError,

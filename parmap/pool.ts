@@ -94,7 +94,8 @@ interface ExecOptionsHolder {
 
 let workerpoolModule: Promise<Workerpool> | undefined;
 
-const WORKER_SCRIPT = fileURLToPath(new URL('./worker.js', import.meta.url));
+// The worker bundled into one CommonJS file at build time (see the build script): it starts faster.
+const WORKER_SCRIPT = fileURLToPath(new URL('./worker.cjs', import.meta.url));
 
 export interface PoolOptions {
   readonly workers: number;
@@ -125,13 +126,13 @@ export class ChunkPool {
    * Rejects, with every worker stopped, when a worker cannot set up.
    */
   static async create(options: PoolOptions): Promise<ChunkPool> {
-    // Serialized once here: a failure names the option, and each worker gets a copy of bytes.
-    const serializedSetup = serializeSetup(options.setup);
     // Loading workerpool costs several milliseconds: calls that never run in parallel skip it.
     workerpoolModule ??= import('workerpool').then((module) => (module.default ?? module) as Workerpool);
     const workerpool = await workerpoolModule;
     const { maxMemory } = options;
     const pool = workerpool.pool(WORKER_SCRIPT, {
+      // Every worker starts now, and a dead one is replaced at once.
+      minWorkers: options.workers,
       maxWorkers: options.workers,
       workerType: options.workerType,
       // Only a worker that ignores the kill below would be waited for this long.
@@ -141,10 +142,8 @@ export class ChunkPool {
         serialization: 'advanced',
         ...(maxMemory === undefined ? {} : { execArgv: [`--max-old-space-size=${maxMemory}`] }),
       },
-      // fn arrives as plain JavaScript, so threads skip the caller's loader hooks (tsx alone costs
-      // about 150 ms per worker), as process workers do in workerpool.
       workerThreadOpts: {
-        execArgv: withoutModuleHooks(process.execArgv),
+        execArgv: workerFlags(process.execArgv),
         ...(maxMemory === undefined
           ? {}
           : {
@@ -152,20 +151,22 @@ export class ChunkPool {
             }),
       },
     });
-    const chunkPool = new ChunkPool(pool, options, serializedSetup);
     try {
-      // One set-up per worker: each goes to a new worker, since the earlier ones are busy.
+      // Serialized once, while the workers boot; each worker gets a copy of the bytes.
+      const serializedSetup = serializeSetup(options.setup);
+      const chunkPool = new ChunkPool(pool, options, serializedSetup);
+      // One set-up per worker: each goes to a different worker, since the earlier ones are busy.
       const setups = Array.from({ length: options.workers }, () =>
         Promise.resolve(pool.exec('setUp', [serializedSetup]) as PromiseLike<SetupFailure>),
       );
       chunkPool.applyHold();
       const failure = (await Promise.all(setups)).find((candidate) => candidate !== undefined);
       if (failure !== undefined) throw setupError(failure);
+      return chunkPool;
     } catch (error) {
-      await chunkPool.terminate();
-      throw error instanceof ParmapError ? error : poolError(error);
+      await stopPool(pool);
+      throw error instanceof ParmapError || error instanceof TypeError ? error : poolError(error);
     }
-    return chunkPool;
   }
 
   /** Whether a worker is idle, so `run` would start at once. */
@@ -326,39 +327,42 @@ export class ChunkPool {
   private async stopAll(): Promise<void> {
     // Whoever ends the call waits for this: the dying workers may keep the event loop meanwhile.
     this.hold(true);
-    for (const handler of this.handlers()) killNow(handler);
-    try {
-      await this.pool.terminate(true);
-    } catch {
-      // Workers that were already dead report it here; they are stopped all the same.
-    }
+    await stopPool(this.pool);
   }
 }
 
-// Flags of the caller's entry point that mean nothing, or harm, in a worker: module hooks (fn is
-// plain JavaScript), the script given inline, the test runner and watch mode.
-const DROPPED_WITH_VALUE = new Set([
-  '--import',
-  '--require',
-  '-r',
-  '--loader',
-  '--experimental-loader',
-  '-e',
-  '--eval',
-  '-p',
-  '--print',
-]);
-const DROPPED =
-  /^(--import|--require|--loader|--experimental-loader|--eval|--print|--input-type|--test|--watch|--experimental-test|--experimental-default-type)(=|-|$)/;
+// Of the caller's Node flags, threads get only these. An explicit list must hold nothing a worker
+// refuses (V8 and process-wide flags such as --expose-gc make Worker throw), and the rest mean
+// nothing or harm there: module hooks (fn arrives as plain JavaScript; tsx alone costs about
+// 150 ms per worker), the inline script and its --input-type, the test runner, watch mode.
+const WORKER_FLAGS =
+  /^--(enable-source-maps|no-warnings|no-deprecation|trace-warnings|trace-deprecation|throw-deprecation|pending-deprecation|unhandled-rejections|conditions)(=|$)/;
 
-function withoutModuleHooks(execArgv: readonly string[]): string[] {
+function workerFlags(execArgv: readonly string[]): string[] {
   const kept: string[] = [];
   for (let i = 0; i < execArgv.length; i++) {
     const flag = execArgv[i] as string;
-    if (DROPPED_WITH_VALUE.has(flag)) i++;
-    else if (!DROPPED.test(flag) && flag !== '-i' && flag !== '--interactive') kept.push(flag);
+    if (WORKER_FLAGS.test(flag)) {
+      kept.push(flag);
+      if (flag === '--conditions' && i + 1 < execArgv.length) kept.push(execArgv[++i] as string);
+    } else if ((flag === '-C' || flag === '--conditions') && i + 1 < execArgv.length) {
+      kept.push(flag, execArgv[++i] as string);
+    }
   }
   return kept;
+}
+
+/** Kills every worker now and lets workerpool settle, without it starting replacements. */
+async function stopPool(pool: WorkerpoolPool): Promise<void> {
+  const internals = pool as unknown as { workers: WorkerHandler[]; minWorkers: number };
+  // workerpool replaces a worker that dies while the pool holds fewer than minWorkers.
+  internals.minWorkers = 0;
+  for (const handler of internals.workers) killNow(handler);
+  try {
+    await pool.terminate(true);
+  } catch {
+    // Workers that were already dead report it here; they are stopped all the same.
+  }
 }
 
 function serializeSetup(setup: WorkerSetup): Uint8Array {

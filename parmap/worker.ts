@@ -17,6 +17,8 @@ import { isProvidedName, providedValue } from './prelude.js';
 export interface WorkerSetup {
   readonly body: string;
   readonly freeNames: readonly string[];
+  /** Scope values that are plain data, given to the body as parameters. */
+  readonly scopeData: Readonly<Record<string, unknown>>;
   readonly callerFile: string;
   readonly shape: CallShape;
   /** `'return'`: an item that fails is reported and the chunk goes on; `'throw'`: the chunk stops. */
@@ -63,8 +65,8 @@ let reportStarts = false;
 function setUp(serializedSetup: Uint8Array): SetupFailure {
   if (invoke !== undefined) return undefined;
   const setup = deserialize(serializedSetup) as WorkerSetup;
-  const names: string[] = [];
-  const values: unknown[] = [];
+  const names: string[] = Object.keys(setup.scopeData);
+  const values: unknown[] = Object.values(setup.scopeData);
   const missing: string[] = [];
   for (const name of setup.freeNames) {
     if (isProvidedName(name)) {

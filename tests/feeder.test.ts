@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ChunkSizer, MAX_AUTO_CHUNK, TARGET_CHUNK_MS } from '../dist/parmap/chunking.js';
+import { ChunkSizer, MAX_AUTO_CHUNK, MAX_CHUNK_MS, MIN_CHUNK_MS } from '../dist/parmap/chunking.js';
 import { type Chunk, Feeder, type FeederHooks } from '../dist/parmap/feeder.js';
 
 describe('chunk sizer', () => {
@@ -8,31 +8,37 @@ describe('chunk sizer', () => {
     const sizer = new ChunkSizer(7, 2, 1000);
     assert.equal(sizer.next(), 7);
     sizer.record(7, 100);
-    assert.equal(sizer.next(), 7);
+    assert.equal(sizer.next(500), 7);
   });
 
-  it('starts auto with single items, then sizes chunks to the target time per chunk', () => {
-    const sizer = new ChunkSizer('auto', 2, undefined);
+  it('starts auto with single items, until a chunk has been measured', () => {
+    const sizer = new ChunkSizer('auto', 2, 1000);
     assert.equal(sizer.next(), 1);
-    sizer.record(10, 10); // 1 ms per item
-    assert.equal(sizer.next(), TARGET_CHUNK_MS);
-    sizer.record(90, 0); // now 0.1 ms per item on average
-    assert.equal(sizer.next(), TARGET_CHUNK_MS * 10);
+    assert.equal(sizer.next(1), 1);
   });
 
-  it('never goes above the auto ceiling, nor below one item', () => {
-    const fast = new ChunkSizer('auto', 2, undefined);
-    fast.record(1000, 0.001);
-    assert.equal(fast.next(), MAX_AUTO_CHUNK);
+  it('holds at most a quarter second of work per chunk, and at least 10 ms', () => {
+    const sizer = new ChunkSizer('auto', 2, undefined);
+    sizer.record(10, 10); // 1 ms per item
+    assert.equal(sizer.next(), MAX_CHUNK_MS);
     const slow = new ChunkSizer('auto', 2, undefined);
     slow.record(1, 5000);
     assert.equal(slow.next(), 1);
   });
 
-  it('cuts each worker share into several chunks when the total is known', () => {
-    const sizer = new ChunkSizer('auto', 2, 80);
+  it('guides: large chunks first, shrinking as the remaining items run out', () => {
+    const sizer = new ChunkSizer('auto', 2, 2000);
+    sizer.record(10, 10); // 1 ms per item
+    assert.equal(sizer.next(0), 250); // a quarter second, less than 2000 / 4
+    assert.equal(sizer.next(1200), 200); // 800 left / (2 workers * 2)
+    assert.equal(sizer.next(1960), MIN_CHUNK_MS); // never less than 10 ms of work
+  });
+
+  it('sends trivial items in large chunks, up to the cap', () => {
+    const sizer = new ChunkSizer('auto', 2, 1_000_000);
     sizer.record(1000, 0.001);
-    assert.equal(sizer.next(), 10); // 80 items / (2 workers * 4 chunks)
+    assert.equal(sizer.next(0), MAX_AUTO_CHUNK);
+    assert.equal(sizer.next(999_990), MAX_AUTO_CHUNK);
   });
 });
 

@@ -585,14 +585,21 @@ describe('parmap: failures', () => {
     );
   });
 
-  it('names args or kwargs that cannot be sent', async () => {
-    await assert.rejects(
-      parmap((x: number) => x, [1], { n: 2, args: [() => 1] }),
-      /`args` cannot be sent to workers/,
+  it('names args or kwargs that cannot be sent, at once', () => {
+    assert.throws(
+      () => parmap((x: number) => x, [1], { n: 2, args: [() => 1] }),
+      /`args` holds a function or a symbol/,
     );
+    assert.throws(
+      () => parmap((x: number) => x, [1], { n: 2, kwargs: { s: Symbol('x') } }),
+      /`kwargs` holds a function or a symbol/,
+    );
+  });
+
+  it('names args that structured clone refuses, before any item runs', async () => {
     await assert.rejects(
-      parmap((x: number) => x, [1], { n: 2, kwargs: { s: Symbol('x') } }),
-      /`kwargs` cannot be sent to workers/,
+      parmap((x: number) => x, [1], { n: 2, args: [new WeakMap()] }),
+      /`args` cannot be sent to workers/,
     );
   });
 

@@ -6,9 +6,10 @@ import { buildFunctionCode, checkFreeNames, functionExpression } from '../dist/p
 /** Compiles the body as a worker would, with the given names provided. */
 function compile(fn: (...args: never[]) => unknown, scope?: Record<string, unknown>) {
   const code = buildFunctionCode(fn, scope);
-  const names = code.freeNames.filter((name) => name === '__name');
-  const helpers = names.map(() => (target: unknown) => target);
-  return new Function(...names, code.body)(...helpers) as (...args: unknown[]) => unknown;
+  const helperNames = code.freeNames.filter((name) => name === '__name');
+  const names = [...Object.keys(code.scopeData), ...helperNames];
+  const values = [...Object.values(code.scopeData), ...helperNames.map(() => (target: unknown) => target)];
+  return new Function(...names, code.body)(...values) as (...args: unknown[]) => unknown;
 }
 
 class Shapes {
@@ -171,8 +172,17 @@ describe('free variables', () => {
     assert.deepEqual(fn(), [1, true, '2020-01-02T03:04:05.000Z', 'gi', 2n ** 70n, undefined, Number.POSITIVE_INFINITY]);
   });
 
-  it('names a scope value that cannot be serialized', () => {
-    const loop: Record<string, unknown> = {};
+  it('sends data scope values apart, by structured clone, so they keep NaN, -0, typed arrays and cycles', () => {
+    const loop: Record<string, unknown> = { values: new Float64Array([Number.NaN, -0]) };
+    loop.self = loop;
+    const code = buildFunctionCode(() => loop, { loop });
+    assert.deepEqual(Object.keys(code.scopeData), ['loop']);
+    assert.equal(code.scopeData.loop, loop);
+    assert.deepEqual(code.freeNames, []);
+  });
+
+  it('names a scope value holding code that cannot be serialized', () => {
+    const loop: Record<string, unknown> = { run: () => 1 };
     loop.self = loop;
     assert.throws(() => buildFunctionCode(() => loop, { loop }), /`scope\.loop` cannot be sent to workers/);
   });

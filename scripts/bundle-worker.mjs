@@ -1,0 +1,18 @@
+// Bundles the worker script and the modules it uses into one CommonJS file. A worker then starts
+// without Node's ES module loader resolving a graph of modules, which costs each worker about
+// 12 ms (a quarter of a thread's whole start-up on a 2-core machine).
+import { build } from 'esbuild';
+
+await build({
+  entryPoints: ['dist/parmap/worker.js'],
+  outfile: 'dist/parmap/worker.cjs',
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  // Dependencies stay dependencies, loaded from node_modules as usual.
+  external: ['workerpool', 'tslib'],
+  define: { 'import.meta.url': '__parmapModuleUrl' },
+  banner: { js: "const __parmapModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+  logLevel: 'warning',
+});
