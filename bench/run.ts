@@ -3,7 +3,9 @@
  * data, as medians over several rounds, with the ratios that matter. Nothing here is asserted:
  * timings belong here, not in the tests.
  */
+import { spawnSync } from 'node:child_process';
 import { availableParallelism, cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import workerpool from 'workerpool';
@@ -30,6 +32,22 @@ async function time(count: number, job: () => unknown): Promise<number> {
     times.push(performance.now() - started);
   }
   return median(times);
+}
+
+/**
+ * Median wall times of several jobs, run in turn within each round, so that a machine whose speed
+ * drifts (a shared host) treats the jobs alike.
+ */
+async function interleaved(count: number, jobs: (() => unknown)[]): Promise<number[]> {
+  const times: number[][] = jobs.map(() => []);
+  for (let round = 0; round < count; round++) {
+    for (const [i, job] of jobs.entries()) {
+      const started = performance.now();
+      await job();
+      times[i]?.push(performance.now() - started);
+    }
+  }
+  return times.map(median);
 }
 
 const tableRows: string[][] = [];
@@ -107,9 +125,11 @@ async function trivialWork(): Promise<void> {
   const perItem = items.slice(0, perItemCount);
   const increment = (x: number) => x + 1;
 
-  const serial = await time(rounds(7), () => items.map(increment));
-  const handWritten = await time(rounds(7), () => handWrittenPool('(x) => x + 1', items, { chunk: 1000 }));
-  const ours = await time(rounds(7), () => parmap(increment, items, { n: WORKERS }));
+  const [serial = 0, handWritten = 0, ours = 0] = await interleaved(rounds(11), [
+    () => items.map(increment),
+    () => handWrittenPool('(x) => x + 1', items, { chunk: 1000 }),
+    () => parmap(increment, items, { n: WORKERS }),
+  ]);
   const workerpoolTime = await time(rounds(3), async () => {
     const pool = workerpool.pool(new URL('./workers/increment-workerpool.cjs', import.meta.url).pathname, {
       maxWorkers: WORKERS,
@@ -171,11 +191,11 @@ async function cpuBound(calibration: number): Promise<void> {
   ] as const) {
     const work = Math.round(calibration * taskMs);
     const items = Array.from({ length: count }, () => work);
-    const serial = await time(rounds(3), () => items.map(spin));
-    const ceiling = await time(rounds(3), () =>
-      handWrittenPool(spin.toString(), items, { chunk: Math.ceil(count / WORKERS), inFlight: 1 }),
-    );
-    const ours = await time(rounds(3), () => parmap(spin, items, { n: WORKERS }));
+    const [serial = 0, ceiling = 0, ours = 0] = await interleaved(rounds(3), [
+      () => items.map(spin),
+      () => handWrittenPool(spin.toString(), items, { chunk: Math.ceil(count / WORKERS), inFlight: 1 }),
+      () => parmap(spin, items, { n: WORKERS }),
+    ]);
     row(
       `${count} x ${taskMs} ms`,
       ms(serial),
@@ -190,15 +210,18 @@ async function cpuBound(calibration: number): Promise<void> {
 }
 
 async function startUp(): Promise<void> {
-  const raw = await time(rounds(15), async () => {
-    const workers = Array.from(
-      { length: WORKERS },
-      () => new Worker('require("node:worker_threads").parentPort.postMessage(0)', { eval: true, execArgv: [] }),
-    );
-    await Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('message', resolve))));
-    await Promise.all(workers.map((worker) => worker.terminate()));
-  });
-  const ours = await time(rounds(15), () => parmap((x: number) => x, [1, 2], { n: WORKERS }));
+  const [raw = 0, ours = 0] = await interleaved(rounds(21), [
+    async () => {
+      const workers = Array.from(
+        { length: WORKERS },
+        () => new Worker('require("node:worker_threads").parentPort.postMessage(0)', { eval: true, execArgv: [] }),
+      );
+      await Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('message', resolve))));
+      await Promise.all(workers.map((worker) => worker.terminate()));
+    },
+    () => parmap((x: number) => x, [1, 2], { n: WORKERS }),
+  ]);
+  startUpFloor = raw;
   row('2 raw worker_threads: create, first message, terminate', ms(raw));
   row('await parmap(f, [1, 2]) with 2 workers', ms(ours));
   printTable(`3. Start-up (target: parmap / raw <= 1.30; here ${ratio(ours / raw)})`);
@@ -206,19 +229,16 @@ async function startUp(): Promise<void> {
 
 async function streaming(): Promise<void> {
   const count = quick ? 200_000 : 2_000_000;
-  function* numbers() {
-    for (let i = 0; i < count; i++) yield i;
-  }
-  globalThis.gc?.();
-  const before = process.memoryUsage().rss;
-  let peak = before;
-  let seen = 0;
-  const started = performance.now();
-  for await (const _ of parmap((x: number) => x * 2, numbers(), { n: WORKERS })) {
-    if (++seen % 20_000 === 0) peak = Math.max(peak, process.memoryUsage().rss);
-  }
-  const elapsed = performance.now() - started;
-  peak = Math.max(peak, process.memoryUsage().rss);
+  const child = spawnSync(
+    process.execPath,
+    ['--expose-gc', '--import', 'tsx', fileURLToPath(new URL('./streaming.ts', import.meta.url)), String(count)],
+    { encoding: 'utf8' },
+  );
+  const { elapsedMs, rssGrowthMb, baselineMb } = JSON.parse(child.stdout) as {
+    elapsedMs: number;
+    rssGrowthMb: number;
+    baselineMb: number;
+  };
 
   const delayMs = 50;
   async function* slow() {
@@ -238,8 +258,8 @@ async function streaming(): Promise<void> {
   }
   row(
     `${count.toLocaleString('en-US')} items from a generator, for await`,
-    perSecond(count, elapsed),
-    `peak RSS growth ${((peak - before) / 2 ** 20).toFixed(1)} MB (target < 50)`,
+    perSecond(count, elapsedMs),
+    `peak RSS growth ${rssGrowthMb.toFixed(1)} MB over ${baselineMb.toFixed(0)} MB (target < 50)`,
   );
   row(
     `first result of a source yielding every ${delayMs} ms`,
@@ -249,24 +269,73 @@ async function streaming(): Promise<void> {
   printTable('4. Streaming');
 }
 
+let startUpFloor = 1;
+
 async function largeArgument(): Promise<void> {
   const items = Array.from({ length: 4000 }, (_, i) => i);
   const big = Array.from({ length: 1_000_000 }, (_, i) => i);
   const fn = (x: number, table: number[]) => x + (table[x] ?? 0);
-  const tiny = await time(rounds(5), () => parmap(fn, items, { n: WORKERS, args: [[1, 2, 3]] }));
-  const large = await time(rounds(5), () => parmap(fn, items, { n: WORKERS, args: [big] }));
-  const inScope = await time(rounds(5), () =>
-    parmap((x: number) => x + (lookup[x] ?? 0), items, { n: WORKERS, scope: { lookup: big } }),
-  );
+  const [tiny = 0, large = 0, inScope = 0] = await interleaved(rounds(7), [
+    () => parmap(fn, items, { n: WORKERS, args: [[1, 2, 3]] }),
+    () => parmap(fn, items, { n: WORKERS, args: [big] }),
+    () => parmap((x: number) => x + (lookup[x] ?? 0), items, { n: WORKERS, scope: { lookup: big } }),
+  ]);
+  // The floor: what cloning the same array into two raw workers costs, with nothing else to do.
+  const cloneFloor = await time(rounds(5), async () => {
+    const workers = Array.from(
+      { length: WORKERS },
+      () =>
+        new Worker('require("node:worker_threads").parentPort.postMessage(0)', {
+          eval: true,
+          execArgv: [],
+          workerData: big,
+        }),
+    );
+    await Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('message', resolve))));
+    await Promise.all(workers.map((worker) => worker.terminate()));
+  });
   row('4,000 items, tiny args', ms(tiny), '');
   row('4,000 items, a 1,000,000-number array in args', ms(large), `${ratio(large / tiny)} (target <= 1.50)`);
   row('4,000 items, the same array in scope', ms(inScope), ratio(inScope / tiny));
+  row(
+    'floor: 2 raw workers started with the array as workerData',
+    ms(cloneFloor),
+    `${ratio(cloneFloor / startUpFloor)} of their start-up alone`,
+  );
   printTable('5. A large fixed argument is sent once per worker');
 }
+
+/** How time grows with the number of items and with their size. */
+async function scaling(): Promise<void> {
+  row('items', 'item', 'serial', 'parmap', 'parmap items/s', 'parmap / serial');
+  const work = Math.round(roundsPerMsCached / 100); // about 10 us per item
+  for (const count of [1_000, 10_000, 100_000, 300_000]) {
+    const items = Array.from({ length: count }, () => work);
+    const [serial = 0, ours = 0] = await interleaved(rounds(count > 100_000 ? 1 : 3), [
+      () => items.map(spin),
+      () => parmap(spin, items, { n: WORKERS }),
+    ]);
+    row(count, '10 us of work', ms(serial), ms(ours), perSecond(count, ours), ratio(serial / ours));
+  }
+  for (const size of [10, 100, 1_000, 10_000]) {
+    const count = 20_000;
+    const items = Array.from({ length: count }, (_, i) => ({ id: i, text: 'x'.repeat(size) }));
+    const measure = (item: { id: number; text: string }) => item.text.length + item.id;
+    const [serial = 0, ours = 0] = await interleaved(rounds(3), [
+      () => items.map(measure),
+      () => parmap(measure, items, { n: WORKERS }),
+    ]);
+    row(count, `object with ${size} B of text`, ms(serial), ms(ours), perSecond(count, ours), ratio(serial / ours));
+  }
+  printTable('6. How cost grows with the number of items (10 us each) and with item size (trivial work)');
+}
+
+let roundsPerMsCached = 1;
 
 declare const lookup: number[];
 
 const calibration = roundsPerMs();
+roundsPerMsCached = calibration;
 console.log(
   `parmap benchmark: ${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, Node ${process.version}${quick ? ' (quick: one round each)' : ''}`,
 );
@@ -275,3 +344,4 @@ await cpuBound(calibration);
 await startUp();
 await streaming();
 await largeArgument();
+await scaling();

@@ -28,7 +28,8 @@ const CHUNKS_PER_WORKER_UNCONSUMED = 2;
 /** A chunk's results as they come in; complete when `remaining` is 0. */
 interface ChunkResults {
   readonly chunk: Chunk;
-  readonly values: unknown[];
+  /** Filled as tasks answer; a chunk answered whole takes its reply's array as it is. */
+  values: unknown[];
   remaining: number;
   failures: number;
 }
@@ -180,7 +181,7 @@ export class ParallelRun<R> implements ChunkRun<R> {
     this.unconsumed++;
     const results: ChunkResults = {
       chunk,
-      values: new Array(chunk.items.length),
+      values: [],
       remaining: chunk.items.length,
       failures: 0,
     };
@@ -239,7 +240,7 @@ export class ParallelRun<R> implements ChunkRun<R> {
       case 'done': {
         const { results } = task;
         if (task.positions === undefined) {
-          for (let i = 0; i < reply.values.length; i++) results.values[i] = reply.values[i];
+          results.values = reply.values;
           if (task.attempts === 0) this.sizer.record(reply.values.length, reply.ms);
         } else {
           for (const [at, position] of task.positions.entries()) results.values[position] = reply.values[at];
@@ -365,7 +366,7 @@ export class ParallelRun<R> implements ChunkRun<R> {
     if (this.options.ordered) this.reorder.put(results.chunk.sequence, results.values as R[]);
     else this.ready.push(results.values as R[]);
     try {
-      this.progress?.add(results.values.length, results.failures);
+      this.progress?.add(results.chunk.items.length, results.failures);
     } catch (error) {
       this.fail(error);
       return;

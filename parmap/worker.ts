@@ -103,7 +103,8 @@ async function runChunk(items: readonly unknown[], startedCount?: Int32Array, se
   let failures: ItemFailure[] | undefined;
   const started = performance.now();
   for (let i = 0; i < items.length; i++) {
-    if (startedCount !== undefined) Atomics.store(startedCount, 0, i + 1);
+    // A plain store: cheaper than Atomics.store in this loop, and an aligned int32 never tears.
+    if (startedCount !== undefined) startedCount[0] = i + 1;
     if (reportStarts) workerpool.workerEmit({ kind: 'started', at: i } satisfies ItemStarted);
     try {
       let value = invoke(items[i]);
