@@ -6,8 +6,8 @@
  * so a result that cannot be cloned is caught here and reported with its item, instead of failing
  * inside workerpool with no item to name.
  */
+import { createRequire } from 'node:module';
 import { deserialize, serialize } from 'node:v8';
-import workerpool from 'workerpool';
 import { createInvoker } from './call.js';
 import { reportThrown, type ThrownReport } from './errors.js';
 import type { CallShape } from './options.js';
@@ -57,6 +57,15 @@ export interface ItemStarted {
 /** What a worker says about its set-up: `undefined` when it is ready for chunks. */
 export type SetupFailure = { readonly missing: readonly string[]; readonly thrown?: ThrownReport } | undefined;
 
+/**
+ * The worker half of workerpool alone (what `workerpool.worker` and `workerEmit` call): its main
+ * module would also load the pool half, which a worker never uses, and slow every worker's start.
+ */
+const workerpool = createRequire(import.meta.url)('workerpool/src/worker.js') as {
+  add(methods: Record<string, (...args: never[]) => unknown>): void;
+  emit(payload: unknown): void;
+};
+
 let invoke: ((item: unknown) => unknown) | undefined;
 let onError: 'throw' | 'return' = 'throw';
 let reportStarts = false;
@@ -105,7 +114,7 @@ async function runChunk(items: readonly unknown[], startedCount?: Int32Array, se
   for (let i = 0; i < items.length; i++) {
     // A plain store: cheaper than Atomics.store in this loop, and an aligned int32 never tears.
     if (startedCount !== undefined) startedCount[0] = i + 1;
-    if (reportStarts) workerpool.workerEmit({ kind: 'started', at: i } satisfies ItemStarted);
+    if (reportStarts) workerpool.emit({ kind: 'started', at: i } satisfies ItemStarted);
     try {
       let value = invoke(items[i]);
       if (isThenable(value)) value = await value;
@@ -122,13 +131,13 @@ async function runChunk(items: readonly unknown[], startedCount?: Int32Array, se
 
 function send(reply: ChunkReply): void {
   try {
-    workerpool.workerEmit(reply);
+    workerpool.emit(reply);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     if (reply.kind !== 'done') {
-      workerpool.workerEmit({ kind: 'uncloneable', at: -1, message });
+      workerpool.emit({ kind: 'uncloneable', at: -1, message });
     } else if (onError === 'throw') {
-      workerpool.workerEmit({ kind: 'uncloneable', at: firstUncloneable(reply.values), message });
+      workerpool.emit({ kind: 'uncloneable', at: firstUncloneable(reply.values), message });
     } else {
       // Every result that cannot cross becomes a failure of its own item; the others go on.
       const failures = [...(reply.failures ?? [])];
@@ -138,7 +147,7 @@ function send(reply: ChunkReply): void {
         failures.push({ at, uncloneable: problem });
         return undefined;
       });
-      workerpool.workerEmit({ ...reply, values, failures });
+      workerpool.emit({ ...reply, values, failures });
     }
   }
 }
@@ -173,4 +182,4 @@ if (process.send !== undefined) {
   });
 }
 
-workerpool.worker({ setUp, runChunk });
+workerpool.add({ setUp, runChunk });
