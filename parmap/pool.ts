@@ -10,7 +10,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { serialize } from 'node:v8';
-import { ParmapError, ParmapScopeError, rebuildThrown } from './errors.js';
+import { ParmapError, ParmapScopeError, rebuildThrown, type ThrownReport } from './errors.js';
 import type { ChunkReply, ItemStarted, SetupFailure, WorkerSetup } from './worker.js';
 
 type Workerpool = typeof import('workerpool');
@@ -24,6 +24,8 @@ interface WorkerHandler {
     /** A worker thread's own terminate, or a child process's kill. */
     terminate?(): unknown;
     kill?(signal?: string): unknown;
+    /** Set by workerpool when the worker has said it is ready for messages. */
+    readonly ready?: boolean;
     readonly channel?: { ref?(): void; unref?(): void } | null;
   } | null;
   readonly processing: Record<string, { readonly options?: unknown } | undefined>;
@@ -76,7 +78,7 @@ export class WorkerEndedError extends Error {
   }
 }
 
-export type ChunkOutcome = Exclude<ChunkReply, { kind: 'notSetUp' }>;
+export type ChunkOutcome = Exclude<ChunkReply, { kind: 'notSetUp' } | { kind: 'setupFailed' }>;
 
 /** A chunk on its way: its outcome, and a way to stop the worker that runs it. */
 export interface RunningChunk {
@@ -130,6 +132,10 @@ export class ChunkPool {
     workerpoolModule ??= import('workerpool').then((module) => (module.default ?? module) as Workerpool);
     const workerpool = await workerpoolModule;
     const { maxMemory } = options;
+    const threads = options.workerType === 'thread';
+    // A thread gets its set-up with its start (workerData) and sets up before it takes work: no
+    // round trip. A process cannot, so it gets a set-up message as soon as it is ready.
+    const threadSetup = threads ? serializeSetup(options.setup) : undefined;
     const pool = workerpool.pool(WORKER_SCRIPT, {
       // Every worker starts now, and a dead one is replaced at once.
       minWorkers: options.workers,
@@ -144,6 +150,7 @@ export class ChunkPool {
       },
       workerThreadOpts: {
         execArgv: workerFlags(process.execArgv),
+        workerData: threadSetup,
         ...(maxMemory === undefined
           ? {}
           : {
@@ -152,9 +159,13 @@ export class ChunkPool {
       },
     });
     try {
-      // Serialized once, while the workers boot; each worker gets a copy of the bytes.
-      const serializedSetup = serializeSetup(options.setup);
+      // Serialized once (for processes while they boot); each worker gets a copy of the bytes.
+      const serializedSetup = threadSetup ?? serializeSetup(options.setup);
       const chunkPool = new ChunkPool(pool, options, serializedSetup);
+      if (threads) {
+        chunkPool.applyHold();
+        return chunkPool;
+      }
       // One set-up per worker: each goes to a different worker, since the earlier ones are busy.
       const setups = Array.from({ length: options.workers }, () =>
         Promise.resolve(pool.exec('setUp', [serializedSetup]) as PromiseLike<SetupFailure>),
@@ -200,16 +211,19 @@ export class ChunkPool {
     onStarted: ((at: number) => void) | undefined,
     execOptions: ExecOptionsHolder,
   ): Promise<ChunkOutcome> {
-    if (this.replacing) {
+    // A worker still starting gets its message later, from inside workerpool: check it can go.
+    if (this.replacing || !this.allReady()) {
       const at = firstUncloneable(items);
       if (at >= 0) throw new ItemSendError(at, new Error(cloneProblem(items[at])));
     }
-    const first = await this.exec(items, startedCount, undefined, onStarted, execOptions);
-    if (first.kind !== 'notSetUp') return first;
-    // A replacement worker: send the chunk again, with the set-up this time.
-    const second = await this.exec(items, startedCount, this.serializedSetup, onStarted, execOptions);
-    if (second.kind === 'notSetUp') throw new ParmapError('parmap: a worker answered a chunk without a result');
-    return second;
+    let reply = await this.exec(items, startedCount, undefined, onStarted, execOptions);
+    if (reply.kind === 'notSetUp') {
+      // A replacement process: send the chunk again, with the set-up this time.
+      reply = await this.exec(items, startedCount, this.serializedSetup, onStarted, execOptions);
+    }
+    if (reply.kind === 'setupFailed') throw setupError(reply);
+    if (reply.kind === 'notSetUp') throw new ParmapError('parmap: a worker answered a chunk without a result');
+    return reply;
   }
 
   private exec(
@@ -253,6 +267,10 @@ export class ChunkPool {
         },
       );
     });
+  }
+
+  private allReady(): boolean {
+    return this.handlers().every((handler) => handler.worker !== null && handler.worker.ready === true);
   }
 
   private handlers(): WorkerHandler[] {
@@ -378,7 +396,10 @@ function serializeSetup(setup: WorkerSetup): Uint8Array {
   }
 }
 
-function setupError(failure: NonNullable<SetupFailure>): ParmapError {
+function setupError(failure: {
+  readonly missing: readonly string[];
+  readonly thrown?: ThrownReport | undefined;
+}): ParmapError {
   if (failure.missing.length > 0) return new ParmapScopeError(failure.missing);
   return new ParmapError('parmap: fn could not be set up in a worker: evaluating its scope values or its code threw', {
     cause: failure.thrown === undefined ? undefined : rebuildThrown(failure.thrown),

@@ -8,6 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import { deserialize, serialize } from 'node:v8';
+import { isMainThread, workerData } from 'node:worker_threads';
 import { createInvoker } from './call.js';
 import { reportThrown, type ThrownReport } from './errors.js';
 import type { CallShape } from './options.js';
@@ -46,7 +47,8 @@ export type ChunkReply =
     }
   | { readonly kind: 'threw'; readonly at: number; readonly thrown: ThrownReport }
   | { readonly kind: 'uncloneable'; readonly at: number; readonly message: string }
-  | { readonly kind: 'notSetUp' };
+  | { readonly kind: 'notSetUp' }
+  | { readonly kind: 'setupFailed'; readonly missing: readonly string[]; readonly thrown?: ThrownReport };
 
 /** An event while a chunk runs: item `at` has started (sent only when `reportStarts`). */
 export interface ItemStarted {
@@ -103,10 +105,8 @@ function setUp(serializedSetup: Uint8Array): SetupFailure {
  * dying worker was running). A worker the pool made to replace a dead one gets its set-up here.
  */
 async function runChunk(items: readonly unknown[], startedCount?: Int32Array, setup?: Uint8Array): Promise<void> {
-  if (invoke === undefined && setup !== undefined) {
-    const failure = setUp(setup);
-    if (failure !== undefined) throw new Error('parmap: a replacement worker could not set up fn');
-  }
+  if (invoke === undefined && setup !== undefined) setupFailure = setUp(setup);
+  if (setupFailure !== undefined) return send({ kind: 'setupFailed', ...setupFailure });
   if (invoke === undefined) return send({ kind: 'notSetUp' });
   const values = new Array<unknown>(items.length);
   let failures: ItemFailure[] | undefined;
@@ -181,5 +181,8 @@ if (process.send !== undefined) {
     throw error;
   });
 }
+
+// A thread gets its set-up with its start; a failure is told with the first chunk.
+let setupFailure: SetupFailure = !isMainThread && workerData instanceof Uint8Array ? setUp(workerData) : undefined;
 
 workerpool.add({ setUp, runChunk });

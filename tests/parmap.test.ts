@@ -234,6 +234,20 @@ describe('parmap: what fn may use', () => {
     assert.equal(read, 0);
   });
 
+  it('fails with a ParmapScopeError when a global of this thread is missing in the workers', async () => {
+    (globalThis as Record<string, unknown>).parmapTestOnlyHere = 2;
+    try {
+      for (const workerType of ['thread', 'process'] as const) {
+        await assert.rejects(
+          parmap((x: number) => x * parmapTestOnlyHere, [1, 2], { n: 2, workerType }),
+          (error: unknown) => error instanceof ParmapScopeError && error.names.includes('parmapTestOnlyHere'),
+        );
+      }
+    } finally {
+      delete (globalThis as Record<string, unknown>).parmapTestOnlyHere;
+    }
+  });
+
   it('sees scope values, including functions that use each other', async () => {
     const factor = 3;
     const weights = new Map([['a', 2]]);
@@ -334,6 +348,7 @@ describe('parmap: what fn may use', () => {
 });
 
 declare const missing: undefined;
+declare const parmapTestOnlyHere: number;
 
 function cube(x: number) {
   return x * x * x;
