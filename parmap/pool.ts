@@ -31,15 +31,27 @@ interface WorkerHandler {
   readonly processing: Record<string, { readonly options?: unknown } | undefined>;
 }
 
-/**
- * Ends a worker now. workerpool's own forced terminate first asks the worker to exit and only
- * kills it a second later, which a busy loop turns into a wait.
- */
-function killNow(handler: WorkerHandler): void {
+/** Ends a worker now, busy or not; resolves once it has exited. */
+function killNow(handler: WorkerHandler): Promise<void> {
   const { worker } = handler;
-  if (worker === null) return;
-  if (typeof worker.kill === 'function' && typeof worker.terminate !== 'function') worker.kill('SIGKILL');
-  else void worker.terminate?.();
+  if (worker === null) return Promise.resolve();
+  if (typeof worker.terminate === 'function') {
+    // A worker thread: its own terminate stops even a busy loop, and settles on exit.
+    return Promise.resolve(worker.terminate()).then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+  const child = worker as typeof worker & {
+    readonly exitCode: number | null;
+    readonly signalCode: string | null;
+    once(event: 'exit', listener: () => void): unknown;
+  };
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    worker.kill?.('SIGKILL');
+  });
 }
 
 /** A chunk could not be sent; `at` is the first item (within the chunk) that cannot be cloned. */
@@ -141,8 +153,6 @@ export class ChunkPool {
       minWorkers: options.workers,
       maxWorkers: options.workers,
       workerType: options.workerType,
-      // Only a worker that ignores the kill below would be waited for this long.
-      workerTerminateTimeout: 100,
       // Structured clone for process workers too, so Maps, Dates and BigInts survive.
       forkOpts: {
         serialization: 'advanced',
@@ -200,7 +210,7 @@ export class ChunkPool {
       stopForTimeout: () => {
         timedOut = true;
         const handler = this.handlerRunning(execOptions);
-        if (handler !== undefined) killNow(handler);
+        if (handler !== undefined) void killNow(handler);
       },
     };
   }
@@ -288,7 +298,8 @@ export class ChunkPool {
    * an iterator half-way does not keep the process alive for ever.
    */
   hold(waiting: boolean): void {
-    if (this.held === waiting) return;
+    // Stopping workers hold the event loop until they have exited, whoever waits.
+    if (this.held === waiting || this.terminating !== undefined) return;
     this.held = waiting;
     this.applyHold();
   }
@@ -343,8 +354,8 @@ export class ChunkPool {
   }
 
   private async stopAll(): Promise<void> {
-    // Whoever ends the call waits for this: the dying workers may keep the event loop meanwhile.
-    this.hold(true);
+    this.held = true;
+    this.applyHold();
     await stopPool(this.pool);
   }
 }
@@ -370,17 +381,15 @@ function workerFlags(execArgv: readonly string[]): string[] {
   return kept;
 }
 
-/** Kills every worker now and lets workerpool settle, without it starting replacements. */
+/**
+ * Kills every worker now and waits until each has exited. workerpool's own terminate is not used:
+ * it asks each worker to exit and waits for a reply that a busy worker never gives.
+ */
 async function stopPool(pool: WorkerpoolPool): Promise<void> {
   const internals = pool as unknown as { workers: WorkerHandler[]; minWorkers: number };
   // workerpool replaces a worker that dies while the pool holds fewer than minWorkers.
   internals.minWorkers = 0;
-  for (const handler of internals.workers) killNow(handler);
-  try {
-    await pool.terminate(true);
-  } catch {
-    // Workers that were already dead report it here; they are stopped all the same.
-  }
+  await Promise.all(internals.workers.map(killNow));
 }
 
 function serializeSetup(setup: WorkerSetup): Uint8Array {
