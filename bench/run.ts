@@ -275,10 +275,12 @@ async function largeArgument(): Promise<void> {
   const items = Array.from({ length: 4000 }, (_, i) => i);
   const big = Array.from({ length: 1_000_000 }, (_, i) => i);
   const fn = (x: number, table: number[]) => x + (table[x] ?? 0);
-  const [tiny = 0, large = 0, inScope = 0] = await interleaved(rounds(7), [
+  const typed = Float64Array.from(big);
+  const [tiny = 0, large = 0, inScope = 0, asTyped = 0] = await interleaved(rounds(7), [
     () => parmap(fn, items, { n: WORKERS, args: [[1, 2, 3]] }),
     () => parmap(fn, items, { n: WORKERS, args: [big] }),
     () => parmap((x: number) => x + (lookup[x] ?? 0), items, { n: WORKERS, scope: { lookup: big } }),
+    () => parmap((x: number, table: Float64Array) => x + (table[x] ?? 0), items, { n: WORKERS, args: [typed] }),
   ]);
   // The floor: what cloning the same array into two raw workers costs, with nothing else to do.
   const cloneFloor = await time(rounds(5), async () => {
@@ -297,6 +299,7 @@ async function largeArgument(): Promise<void> {
   row('4,000 items, tiny args', ms(tiny), '');
   row('4,000 items, a 1,000,000-number array in args', ms(large), `${ratio(large / tiny)} (target <= 1.50)`);
   row('4,000 items, the same array in scope', ms(inScope), ratio(inScope / tiny));
+  row('4,000 items, the same numbers as a Float64Array in args', ms(asTyped), ratio(asTyped / tiny));
   row(
     'floor: 2 raw workers started with the array as workerData',
     ms(cloneFloor),
