@@ -234,10 +234,11 @@ async function streaming(): Promise<void> {
     ['--expose-gc', '--import', 'tsx', fileURLToPath(new URL('./streaming.ts', import.meta.url)), String(count)],
     { encoding: 'utf8' },
   );
-  const { elapsedMs, rssGrowthMb, baselineMb } = JSON.parse(child.stdout) as {
+  const { elapsedMs, rssGrowthMb, baselineMb, liveGrowthMb } = JSON.parse(child.stdout) as {
     elapsedMs: number;
     rssGrowthMb: number;
     baselineMb: number;
+    liveGrowthMb: number;
   };
 
   const delayMs = 50;
@@ -259,7 +260,7 @@ async function streaming(): Promise<void> {
   row(
     `${count.toLocaleString('en-US')} items from a generator, for await`,
     perSecond(count, elapsedMs),
-    `peak RSS growth ${rssGrowthMb.toFixed(1)} MB over ${baselineMb.toFixed(0)} MB (target < 50)`,
+    `peak RSS growth ${rssGrowthMb.toFixed(1)} MB over ${baselineMb.toFixed(0)} MB (target < 50); live heap growth after GC ${liveGrowthMb.toFixed(1)} MB`,
   );
   row(
     `first result of a source yielding every ${delayMs} ms`,

@@ -8,7 +8,7 @@
  * - lively: a chunk holds at most about a quarter of a second of work, so results and progress
  *   keep coming;
  * - worth a message: a chunk holds at least about 10 ms of work, which hides the message round
- *   trip (about 0.1 ms), and at most 20,000 items.
+ *   trip (about 0.1 ms), and at most 20,000 items (8,000 from an input of unknown length).
  *
  * Until the first chunk has been measured, chunks hold a single item.
  */
@@ -19,6 +19,11 @@ export const MIN_CHUNK_MS = 10;
 export const MAX_CHUNK_MS = 250;
 /** Upper bound of an automatic chunk: trivial items pay little per message, memory stays small. */
 export const MAX_AUTO_CHUNK = 20_000;
+/**
+ * The bound for an input of unknown length (a stream): arrays under 64 KB stay out of V8's large
+ * object space, which only a full collection frees, so a long stream's memory stays lower.
+ */
+export const MAX_STREAM_CHUNK = 8_000;
 /** Guided rule: a chunk is at most the remaining items divided by this many per worker. */
 export const GUIDED_SHARES_PER_WORKER = 2;
 
@@ -49,7 +54,8 @@ export class ChunkSizer {
       size = Math.min(size, Math.ceil(remaining / (this.workers * GUIDED_SHARES_PER_WORKER)));
     }
     size = Math.max(size, byTime(MIN_CHUNK_MS));
-    return Math.max(1, Math.min(MAX_AUTO_CHUNK, Math.round(size)));
+    const cap = this.total === undefined ? MAX_STREAM_CHUNK : MAX_AUTO_CHUNK;
+    return Math.max(1, Math.min(cap, Math.round(size)));
   }
 
   /** Records how long a worker spent on a chunk of `items` items. */

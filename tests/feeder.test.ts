@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ChunkSizer, MAX_AUTO_CHUNK, MAX_CHUNK_MS, MIN_CHUNK_MS } from '../dist/parmap/chunking.js';
+import { ChunkSizer, MAX_AUTO_CHUNK, MAX_CHUNK_MS, MAX_STREAM_CHUNK, MIN_CHUNK_MS } from '../dist/parmap/chunking.js';
 import { type Chunk, Feeder, type FeederHooks } from '../dist/parmap/feeder.js';
 
 describe('chunk sizer', () => {
@@ -39,6 +39,9 @@ describe('chunk sizer', () => {
     sizer.record(1000, 0.001);
     assert.equal(sizer.next(0), MAX_AUTO_CHUNK);
     assert.equal(sizer.next(999_990), MAX_AUTO_CHUNK);
+    const stream = new ChunkSizer('auto', 2, undefined);
+    stream.record(1000, 0.001);
+    assert.equal(stream.next(5_000_000), MAX_STREAM_CHUNK);
   });
 });
 
