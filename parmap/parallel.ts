@@ -22,8 +22,8 @@ import { ReorderBuffer } from './reorder.js';
 import { type ChunkRun, finishProgress, type Input } from './run.js';
 import type { WorkerSetup } from './worker.js';
 
-/** Chunks allowed between the feeder and the caller, per worker: one running, one waiting. */
-const CHUNKS_PER_WORKER_UNCONSUMED = 2;
+/** Chunks allowed between the feeder and the caller, per worker, beyond those the pool runs. */
+const CHUNKS_PER_WORKER_WAITING = 1;
 
 /** A chunk's results as they come in; complete when `remaining` is 0. */
 interface ChunkResults {
@@ -42,7 +42,12 @@ interface Task {
   readonly results: ChunkResults;
   readonly positions: readonly number[] | undefined;
   readonly attempts: number;
+  /** Times it went to a worker that died before starting it (it is not blamed for those). */
+  readonly deferrals?: number;
 }
+
+/** Deaths before a task starts that are not counted against it; past them, they count. */
+const MAX_DEFERRALS = 3;
 
 interface ActiveTask {
   readonly task: Task;
@@ -66,7 +71,7 @@ export class ParallelRun<R> implements ChunkRun<R> {
   private progress: ProgressTracker | undefined;
   /** No more workers than items, when the number of items is known. */
   private readonly workers: number;
-  private readonly window: number;
+  private window: number;
   /** Chunks submitted and not yet taken by the caller. */
   private unconsumed = 0;
   /** Tasks to run again after a worker died, ahead of new chunks. */
@@ -91,7 +96,7 @@ export class ParallelRun<R> implements ChunkRun<R> {
     this.sizer = new ChunkSizer(options.chunksize, options.n, options.total);
     const length = options.knownLength;
     this.workers = length === undefined ? options.n : Math.max(1, Math.min(options.n, length));
-    this.window = this.workers * CHUNKS_PER_WORKER_UNCONSUMED;
+    this.window = this.workers * (1 + CHUNKS_PER_WORKER_WAITING);
   }
 
   private async start(): Promise<void> {
@@ -112,6 +117,7 @@ export class ParallelRun<R> implements ChunkRun<R> {
         return;
       }
       this.pool = pool;
+      this.window = pool.capacity + this.workers * CHUNKS_PER_WORKER_WAITING;
     }
     const shape = this.options.shape;
     const checkItem =
@@ -275,8 +281,9 @@ export class ParallelRun<R> implements ChunkRun<R> {
    */
   private recover(active: ActiveTask, error: WorkerEndedError): void {
     const { task } = active;
-    if (error.ending.neverStarted === true) {
-      this.requeue(task);
+    const deferrals = task.deferrals ?? 0;
+    if (error.ending.neverStarted === true && deferrals < MAX_DEFERRALS) {
+      this.requeue({ ...task, deferrals: deferrals + 1 });
       this.pumpAfterDeath();
       return;
     }

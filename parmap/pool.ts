@@ -1,17 +1,24 @@
 /**
- * The only module that touches workerpool. One pool per call. It owns the queue: a chunk goes to
- * workerpool only when a worker is idle, so workerpool sends it at once and a value that cannot be
- * cloned throws here, where the item can be named. (Chunks that workerpool queues itself are sent
- * later from inside its event handlers, where such a failure is lost or crashes the process.)
+ * The only module that touches workerpool. One pool per call; workerpool starts, replaces and
+ * stops the workers, and the chunks travel two ways:
  *
- * Three things workerpool does not offer are reached through its worker handlers (`pool.workers`):
- * stopping the one worker that runs a timed-out chunk, letting workers not hold the event loop
- * while nobody waits for a result, and telling a fresh worker from a ready one.
+ * - Threads each get a MessagePort of their own with their start. Chunks go straight to a given
+ *   thread's port: a value that cannot be cloned throws here, where its item can be named; a
+ *   chunk costs two messages and no workerpool task; and a thread starts working as soon as it
+ *   is up, with no set-up round trip.
+ * - Processes run one chunk at a time as workerpool tasks. A chunk goes to workerpool only when a
+ *   worker is idle, so workerpool sends it at once. (Tasks that workerpool queues itself are sent
+ *   later from inside its event handlers, where a clone failure is lost or crashes the process.)
+ *
+ * What workerpool does not offer is reached through its worker handlers (`pool.workers`): which
+ * worker a thread's port belongs to, stopping the one worker that runs a timed-out chunk, letting
+ * workers not hold the event loop while nobody waits for a result, and replacing a dead thread.
  */
 import { fileURLToPath } from 'node:url';
 import { serialize } from 'node:v8';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { ParmapError, ParmapScopeError, rebuildThrown, type ThrownReport } from './errors.js';
-import type { ChunkReply, ItemStarted, SetupFailure, WorkerSetup } from './worker.js';
+import type { ChunkReply, ItemStarted, PortChunk, SetupFailure, ThreadStart, WorkerSetup } from './worker.js';
 
 type Workerpool = typeof import('workerpool');
 type WorkerpoolPool = ReturnType<Workerpool['pool']>;
@@ -27,6 +34,7 @@ interface WorkerHandler {
     /** Set by workerpool when the worker has said it is ready for messages. */
     readonly ready?: boolean;
     readonly channel?: { ref?(): void; unref?(): void } | null;
+    on?(event: 'exit' | 'error', listener: (value: never) => void): unknown;
   } | null;
   readonly processing: Record<string, { readonly options?: unknown } | undefined>;
 }
@@ -101,6 +109,29 @@ export interface RunningChunk {
   stopForTimeout(): void;
 }
 
+/**
+ * Chunks queued on one thread at once. Two would hide the round trip between chunks (a few
+ * percent with trivial items), but a chunk queued behind a straggler waits for it while another
+ * thread idles, and `ordered: false` promises each result as soon as it is ready.
+ */
+const LANE_DEPTH = 1;
+
+/** A thread, its port, and the chunks sent to it and not yet answered. */
+interface Lane {
+  readonly handler: WorkerHandler;
+  readonly port: MessagePort;
+  readonly inFlight: Map<number, PortTask>;
+  /** An error the thread threw outside any item's call, just before it ended. */
+  uncaught?: unknown;
+}
+
+interface PortTask {
+  readonly resolve: (outcome: ChunkOutcome) => void;
+  readonly reject: (error: Error) => void;
+  readonly startedCount: Int32Array;
+  timedOut: boolean;
+}
+
 /** The options object of a chunk's latest exec, as workerpool stores it with the task. */
 interface ExecOptionsHolder {
   options?: object;
@@ -128,12 +159,23 @@ export class ChunkPool {
    * up, so items are checked for cloning before they are handed over, and set-up travels on demand.
    */
   private replacing = false;
+  private readonly lanes = new Map<WorkerHandler, Lane>();
+  private nextChunkId = 0;
 
   private constructor(
     private readonly pool: WorkerpoolPool,
     private readonly options: PoolOptions,
     private readonly serializedSetup: Uint8Array,
-  ) {}
+    /** Ports made for threads workerpool has just created, not yet tied to their handler. */
+    private readonly unclaimedPorts: MessagePort[],
+  ) {
+    this.claimPorts();
+  }
+
+  /** Chunks that may be on their way at once. */
+  get capacity(): number {
+    return this.options.workers * (this.options.workerType === 'thread' ? LANE_DEPTH : 1);
+  }
 
   /**
    * Starts the workers and sets each one up (compiles fn, receives args, kwargs and scope).
@@ -148,7 +190,24 @@ export class ChunkPool {
     // A thread gets its set-up with its start (workerData) and sets up before it takes work: no
     // round trip. A process cannot, so it gets a set-up message as soon as it is ready.
     const threadSetup = threads ? serializeSetup(options.setup) : undefined;
+    const threadOptions = {
+      execArgv: workerFlags(process.execArgv),
+      ...(maxMemory === undefined
+        ? {}
+        : {
+            resourceLimits: { maxOldGenerationSizeMb: maxMemory, maxYoungGenerationSizeMb: Math.min(32, maxMemory) },
+          }),
+    };
+    const unclaimedPorts: MessagePort[] = [];
     const pool = workerpool.pool(WORKER_SCRIPT, {
+      // Each thread gets its set-up and its own port with its start.
+      onCreateWorker: () => {
+        if (!threads) return undefined;
+        const { port1, port2 } = new MessageChannel();
+        unclaimedPorts.push(port1);
+        const workerData: ThreadStart = { setup: threadSetup as Uint8Array, port: port2 };
+        return { workerThreadOpts: { ...threadOptions, workerData, transferList: [port2] } };
+      },
       // Every worker starts now, and a dead one is replaced at once.
       minWorkers: options.workers,
       maxWorkers: options.workers,
@@ -158,20 +217,12 @@ export class ChunkPool {
         serialization: 'advanced',
         ...(maxMemory === undefined ? {} : { execArgv: [`--max-old-space-size=${maxMemory}`] }),
       },
-      workerThreadOpts: {
-        execArgv: workerFlags(process.execArgv),
-        workerData: threadSetup,
-        ...(maxMemory === undefined
-          ? {}
-          : {
-              resourceLimits: { maxOldGenerationSizeMb: maxMemory, maxYoungGenerationSizeMb: Math.min(32, maxMemory) },
-            }),
-      },
+      workerThreadOpts: threadOptions,
     });
     try {
       // Serialized once (for processes while they boot); each worker gets a copy of the bytes.
       const serializedSetup = threadSetup ?? serializeSetup(options.setup);
-      const chunkPool = new ChunkPool(pool, options, serializedSetup);
+      const chunkPool = new ChunkPool(pool, options, serializedSetup, unclaimedPorts);
       if (threads) {
         chunkPool.applyHold();
         return chunkPool;
@@ -190,23 +241,26 @@ export class ChunkPool {
     }
   }
 
-  /** Whether a worker is idle, so `run` would start at once. */
+  /** Whether a worker can take a chunk now. */
   get hasIdleWorker(): boolean {
-    return this.running < this.options.workers;
+    if (this.options.workerType === 'process') return this.running < this.options.workers;
+    for (const lane of this.lanes.values()) if (lane.inFlight.size < LANE_DEPTH) return true;
+    return false;
   }
 
-  /** Runs one chunk on an idle worker. Only call it when `hasIdleWorker` is true. */
+  /** Runs one chunk. Only call it when `hasIdleWorker` is true. */
   run(items: readonly unknown[], onStarted?: (at: number) => void): RunningChunk {
-    const startedCount = this.options.workerType === 'thread' ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
+    if (this.options.workerType === 'thread') return this.runOnLane(items);
     let timedOut = false;
     const execOptions: ExecOptionsHolder = {};
-    const outcome = this.send(items, startedCount, onStarted, execOptions).catch((error: unknown) => {
+    const outcome = this.send(items, onStarted, execOptions).catch((error: unknown) => {
       if (timedOut) throw new WorkerEndedError({ timedOut: true }, error);
       throw error;
     });
     return {
       outcome,
-      started: () => (startedCount === undefined ? undefined : Atomics.load(startedCount, 0)),
+      // A process reports the items it starts only when a timeout is set (`onStarted`).
+      started: () => undefined,
       stopForTimeout: () => {
         timedOut = true;
         const handler = this.handlerRunning(execOptions);
@@ -215,9 +269,109 @@ export class ChunkPool {
     };
   }
 
+  /** Sends a chunk to the thread with the fewest chunks queued. */
+  private runOnLane(items: readonly unknown[]): RunningChunk {
+    let lane: Lane | undefined;
+    for (const candidate of this.lanes.values()) {
+      if (lane === undefined || candidate.inFlight.size < lane.inFlight.size) lane = candidate;
+    }
+    const startedCount = new Int32Array(new SharedArrayBuffer(4));
+    const started = () => Atomics.load(startedCount, 0);
+    if (lane === undefined || lane.inFlight.size >= LANE_DEPTH) {
+      return {
+        outcome: Promise.reject(new ParmapError('parmap: no worker could take a chunk')),
+        started,
+        stopForTimeout() {},
+      };
+    }
+    const id = this.nextChunkId++;
+    let task: PortTask | undefined;
+    const outcome = new Promise<ChunkOutcome>((resolve, reject) => {
+      task = { resolve, reject, startedCount, timedOut: false };
+    });
+    try {
+      lane.port.postMessage([id, items, startedCount] satisfies PortChunk);
+    } catch (error) {
+      return {
+        outcome: Promise.reject(new ItemSendError(Math.max(0, firstUncloneable(items)), error)),
+        started,
+        stopForTimeout() {},
+      };
+    }
+    lane.inFlight.set(id, task as PortTask);
+    this.running++;
+    const { handler } = lane;
+    return {
+      outcome,
+      started,
+      stopForTimeout: () => {
+        (task as PortTask).timedOut = true;
+        void killNow(handler);
+      },
+    };
+  }
+
+  /** Ties each new thread to the port made for it, in the order workerpool created them. */
+  private claimPorts(): void {
+    for (const handler of this.handlers()) {
+      if (this.lanes.has(handler)) continue;
+      const port = this.unclaimedPorts.shift();
+      if (port === undefined) return;
+      this.openLane(handler, port);
+    }
+  }
+
+  private openLane(handler: WorkerHandler, port: MessagePort): void {
+    const lane: Lane = { handler, port, inFlight: new Map() };
+    this.lanes.set(handler, lane);
+    port.on('message', ([id, reply]: [number, ChunkReply]) => {
+      const task = lane.inFlight.get(id);
+      if (task === undefined) return;
+      lane.inFlight.delete(id);
+      this.running--;
+      if (reply.kind === 'setupFailed') task.reject(setupError(reply));
+      else if (reply.kind === 'notSetUp') task.reject(new ParmapError('parmap: a thread had no set-up'));
+      else task.resolve(reply);
+    });
+    handler.worker?.on?.('error', (error: unknown) => {
+      lane.uncaught = error;
+    });
+    handler.worker?.on?.('exit', (exitCode: number) => this.closeLane(lane, exitCode));
+    if (!this.held) port.unref();
+  }
+
+  /**
+   * A thread ended: its chunks fail with how it ended (a chunk it had not started is sent again
+   * without blame), and workerpool starts a replacement with a port of its own.
+   */
+  private closeLane(lane: Lane, exitCode: number): void {
+    this.lanes.delete(lane.handler);
+    lane.port.close();
+    for (const task of lane.inFlight.values()) {
+      this.running--;
+      const cause = lane.uncaught ?? new Error(`worker exited with code ${exitCode}`);
+      if (task.timedOut) task.reject(new WorkerEndedError({ timedOut: true }, cause));
+      else if (Atomics.load(task.startedCount, 0) === 0)
+        task.reject(new WorkerEndedError({ neverStarted: true }, cause));
+      else task.reject(new WorkerEndedError(this.threadEnding(exitCode, lane.uncaught), cause));
+    }
+    lane.inFlight.clear();
+    if (this.terminating !== undefined) return;
+    const internals = this.pool as unknown as { workers: WorkerHandler[]; _ensureMinWorkers(): void };
+    const index = internals.workers.indexOf(lane.handler);
+    if (index >= 0) internals.workers.splice(index, 1);
+    internals._ensureMinWorkers();
+    this.claimPorts();
+    this.applyHold();
+  }
+
+  private threadEnding(exitCode: number, uncaught: unknown): WorkerEnding {
+    const outOfMemory = (uncaught as { code?: unknown } | undefined)?.code === 'ERR_WORKER_OUT_OF_MEMORY';
+    return { exitCode, outOfMemory, uncaught: outOfMemory ? undefined : uncaught };
+  }
+
   private async send(
     items: readonly unknown[],
-    startedCount: Int32Array | undefined,
     onStarted: ((at: number) => void) | undefined,
     execOptions: ExecOptionsHolder,
   ): Promise<ChunkOutcome> {
@@ -226,10 +380,10 @@ export class ChunkPool {
       const at = firstUncloneable(items);
       if (at >= 0) throw new ItemSendError(at, new Error(cloneProblem(items[at])));
     }
-    let reply = await this.exec(items, startedCount, undefined, onStarted, execOptions);
+    let reply = await this.exec(items, undefined, onStarted, execOptions);
     if (reply.kind === 'notSetUp') {
       // A replacement process: send the chunk again, with the set-up this time.
-      reply = await this.exec(items, startedCount, this.serializedSetup, onStarted, execOptions);
+      reply = await this.exec(items, this.serializedSetup, onStarted, execOptions);
     }
     if (reply.kind === 'setupFailed') throw setupError(reply);
     if (reply.kind === 'notSetUp') throw new ParmapError('parmap: a worker answered a chunk without a result');
@@ -238,7 +392,6 @@ export class ChunkPool {
 
   private exec(
     items: readonly unknown[],
-    startedCount: Int32Array | undefined,
     setup: Uint8Array | undefined,
     onStarted: ((at: number) => void) | undefined,
     holder: ExecOptionsHolder,
@@ -246,8 +399,7 @@ export class ChunkPool {
     return new Promise<ChunkReply>((resolve, reject) => {
       let reply: ChunkReply | undefined;
       let pending: PromiseLike<unknown>;
-      const params =
-        setup !== undefined ? [items, startedCount, setup] : startedCount ? [items, startedCount] : [items];
+      const params = setup !== undefined ? [items, undefined, setup] : [items];
       // workerpool keeps this very object with the task: it is how the worker running it is found.
       const options = {
         on: (payload: unknown) => {
@@ -305,6 +457,10 @@ export class ChunkPool {
   }
 
   private applyHold(): void {
+    for (const { port } of this.lanes.values()) {
+      if (this.held) port.ref();
+      else port.unref();
+    }
     for (const { worker } of this.handlers()) {
       if (worker === null) continue;
       if (this.held) {

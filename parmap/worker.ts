@@ -8,7 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import { deserialize, serialize } from 'node:v8';
-import { isMainThread, workerData } from 'node:worker_threads';
+import { isMainThread, type MessagePort, workerData } from 'node:worker_threads';
 import { createInvoker } from './call.js';
 import { reportThrown, type ThrownReport } from './errors.js';
 import type { CallShape } from './options.js';
@@ -102,12 +102,21 @@ function setUp(serializedSetup: Uint8Array): SetupFailure {
 /**
  * Runs fn on each item. `startedCount`, shared with the main thread, holds how many items have
  * started, so the main thread knows which item is running (for timeouts, and to name the item a
- * dying worker was running). A worker the pool made to replace a dead one gets its set-up here.
+ * dying worker was running). A process worker the pool made to replace a dead one gets its
+ * set-up here.
  */
 async function runChunk(items: readonly unknown[], startedCount?: Int32Array, setup?: Uint8Array): Promise<void> {
+  sendReply(workerpool.emit, await processChunk(items, startedCount, setup));
+}
+
+async function processChunk(
+  items: readonly unknown[],
+  startedCount: Int32Array | undefined,
+  setup?: Uint8Array,
+): Promise<ChunkReply> {
   if (invoke === undefined && setup !== undefined) setupFailure = setUp(setup);
-  if (setupFailure !== undefined) return send({ kind: 'setupFailed', ...setupFailure });
-  if (invoke === undefined) return send({ kind: 'notSetUp' });
+  if (setupFailure !== undefined) return { kind: 'setupFailed', ...setupFailure };
+  if (invoke === undefined) return { kind: 'notSetUp' };
   const values = new Array<unknown>(items.length);
   let failures: ItemFailure[] | undefined;
   const started = performance.now();
@@ -120,26 +129,29 @@ async function runChunk(items: readonly unknown[], startedCount?: Int32Array, se
       if (isThenable(value)) value = await value;
       values[i] = value;
     } catch (error) {
-      if (onError === 'throw') return send({ kind: 'threw', at: i, thrown: reportThrown(error) });
+      if (onError === 'throw') return { kind: 'threw', at: i, thrown: reportThrown(error) };
       failures ??= [];
       failures.push({ at: i, thrown: reportThrown(error) });
     }
   }
   const ms = performance.now() - started;
-  send(failures === undefined ? { kind: 'done', values, ms } : { kind: 'done', values, ms, failures });
+  return failures === undefined ? { kind: 'done', values, ms } : { kind: 'done', values, ms, failures };
 }
 
-function send(reply: ChunkReply): void {
+/**
+ * Sends a reply. Sending is a call made here, so a result that cannot be cloned is caught here and
+ * reported with its item: in `'return'` mode each such result becomes its item's failure.
+ */
+function sendReply(post: (reply: ChunkReply) => void, reply: ChunkReply): void {
   try {
-    workerpool.emit(reply);
+    post(reply);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     if (reply.kind !== 'done') {
-      workerpool.emit({ kind: 'uncloneable', at: -1, message });
+      post({ kind: 'uncloneable', at: -1, message });
     } else if (onError === 'throw') {
-      workerpool.emit({ kind: 'uncloneable', at: firstUncloneable(reply.values), message });
+      post({ kind: 'uncloneable', at: firstUncloneable(reply.values), message });
     } else {
-      // Every result that cannot cross becomes a failure of its own item; the others go on.
       const failures = [...(reply.failures ?? [])];
       const values = reply.values.map((value, at) => {
         const problem = cloneProblem(value);
@@ -147,7 +159,7 @@ function send(reply: ChunkReply): void {
         failures.push({ at, uncloneable: problem });
         return undefined;
       });
-      workerpool.emit({ ...reply, values, failures });
+      post({ ...reply, values, failures });
     }
   }
 }
@@ -182,7 +194,29 @@ if (process.send !== undefined) {
   });
 }
 
-// A thread gets its set-up with its start; a failure is told with the first chunk.
-let setupFailure: SetupFailure = !isMainThread && workerData instanceof Uint8Array ? setUp(workerData) : undefined;
+/** What a thread gets with its start: its set-up, and its own port for chunks and replies. */
+export interface ThreadStart {
+  readonly setup: Uint8Array;
+  readonly port: MessagePort;
+}
+
+/** A chunk on a thread's port: its id, its items, the counter of items started. */
+export type PortChunk = readonly [id: number, items: readonly unknown[], startedCount: Int32Array];
+
+let setupFailure: SetupFailure;
+
+if (!isMainThread && workerData !== null && typeof workerData === 'object' && 'port' in workerData) {
+  // A thread: set up now (a failure is told with the first chunk), then take chunks from its
+  // port one after the other, however many are waiting.
+  const { setup, port } = workerData as ThreadStart;
+  setupFailure = setUp(setup);
+  let previous: Promise<void> = Promise.resolve();
+  port.on('message', ([id, items, startedCount]: PortChunk) => {
+    previous = previous.then(async () => {
+      const reply = await processChunk(items, startedCount);
+      sendReply((message) => port.postMessage([id, message]), reply);
+    });
+  });
+}
 
 workerpool.add({ setUp, runChunk });
