@@ -32,3 +32,12 @@ export function createInvoker(fn: AnyFunction, shape: CallShape): (item: unknown
   }
   return args.length === 0 ? (item) => fn(item) : (item) => fn(item, ...args);
 }
+
+/** Whether fn returned something to await (a promise or any thenable). */
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}

@@ -2,6 +2,7 @@
  * The errors a parmap call can end with, and the plain-data form in which a worker reports what its
  * function threw (a thrown value cannot cross a thread or process boundary with its class intact).
  */
+import { serialize } from 'node:v8';
 
 /** Base class of every runtime failure parmap reports. */
 export class ParmapError extends Error {
@@ -292,10 +293,20 @@ function cloneable(value: unknown): boolean {
   if (value === null || (typeof value !== 'object' && typeof value !== 'function' && typeof value !== 'symbol')) {
     return true;
   }
+  return cloneProblem(value) === undefined;
+}
+
+/** Why structured clone (as workers use it) refuses a value, or `undefined` when it takes it. */
+export function cloneProblem(value: unknown): string | undefined {
   try {
-    structuredClone(value);
-    return true;
-  } catch {
-    return false;
+    serialize(value);
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
   }
+}
+
+/** The position of the first value structured clone refuses, or -1. */
+export function firstUncloneable(values: readonly unknown[]): number {
+  return values.findIndex((value) => cloneProblem(value) !== undefined);
 }

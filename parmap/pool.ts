@@ -17,7 +17,14 @@
 import { fileURLToPath } from 'node:url';
 import { serialize } from 'node:v8';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { ParmapError, ParmapScopeError, rebuildThrown, type ThrownReport } from './errors.js';
+import {
+  cloneProblem,
+  firstUncloneable,
+  ParmapError,
+  ParmapScopeError,
+  rebuildThrown,
+  type ThrownReport,
+} from './errors.js';
 import type { ChunkReply, ItemStarted, PortChunk, SetupFailure, ThreadStart, WorkerSetup } from './worker.js';
 
 type Workerpool = typeof import('workerpool');
@@ -574,17 +581,4 @@ function setupError(failure: {
 function poolError(error: unknown): ParmapError {
   const message = error instanceof Error ? error.message : String(error);
   return new ParmapError(`parmap: the worker pool failed: ${message}`, { cause: error });
-}
-
-function firstUncloneable(items: readonly unknown[]): number {
-  return items.findIndex((item) => cloneProblem(item) !== undefined);
-}
-
-function cloneProblem(value: unknown): string | undefined {
-  try {
-    serialize(value);
-    return undefined;
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error);
-  }
 }

@@ -4,7 +4,7 @@
  * waiting for an async item (a busy loop in this thread cannot be interrupted, so a sync item is
  * judged when it returns); `retries` and `maxMemory` have no worker to act on.
  */
-import { createInvoker } from './call.js';
+import { createInvoker, isThenable } from './call.js';
 import { AbortError, ParmapTaskError, ParmapTimeoutError } from './errors.js';
 import { checkItemShape, type ResolvedOptions } from './options.js';
 import { ProgressTracker } from './progress.js';
@@ -112,12 +112,4 @@ export class SerialRun<R> implements ChunkRun<R> {
       finishProgress(this.progress, this.finished && this.failure === undefined, this.failure);
     }
   }
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    (typeof value === 'object' || typeof value === 'function') &&
-    value !== null &&
-    typeof (value as { then?: unknown }).then === 'function'
-  );
 }

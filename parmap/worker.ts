@@ -7,10 +7,10 @@
  * inside workerpool with no item to name.
  */
 import { createRequire } from 'node:module';
-import { deserialize, serialize } from 'node:v8';
+import { deserialize } from 'node:v8';
 import { isMainThread, type MessagePort, workerData } from 'node:worker_threads';
-import { createInvoker } from './call.js';
-import { reportThrown, type ThrownReport } from './errors.js';
+import { createInvoker, isThenable } from './call.js';
+import { cloneProblem, firstUncloneable, reportThrown, type ThrownReport } from './errors.js';
 import type { CallShape } from './options.js';
 import { isProvidedName, providedValue } from './prelude.js';
 
@@ -162,27 +162,6 @@ function sendReply(post: (reply: ChunkReply) => void, reply: ChunkReply): void {
       post({ ...reply, values, failures });
     }
   }
-}
-
-function firstUncloneable(values: readonly unknown[]): number {
-  return values.findIndex((value) => cloneProblem(value) !== undefined);
-}
-
-function cloneProblem(value: unknown): string | undefined {
-  try {
-    serialize(value);
-    return undefined;
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error);
-  }
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    (typeof value === 'object' || typeof value === 'function') &&
-    value !== null &&
-    typeof (value as { then?: unknown }).then === 'function'
-  );
 }
 
 // A process worker whose parent has gone (the caller exited mid-call) leaves quietly, instead of
