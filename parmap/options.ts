@@ -42,9 +42,9 @@ export interface ParmapOptions {
   /** `true`: results in input order. `false`: each result as soon as it is ready. Default: `true`. */
   readonly ordered?: boolean;
   /**
-   * Items per message to a worker. Default: `'auto'`, which measures how long items take and sizes
-   * chunks to about 10 ms of work, at most 1,000 items and at most a quarter of each worker's share
-   * when the total is known.
+   * Items per message to a worker. Default: `'auto'`, which times a first chunk of one item, then
+   * sends chunks of 10 ms to 250 ms of work (at most 20,000 items) that shrink as the remaining
+   * items run out, so the last chunks end together.
    */
   readonly chunksize?: number | 'auto';
   /** Each item is an array of positional arguments: `fn(...item, ...args)`. Default: `false`. */
