@@ -162,8 +162,9 @@ export class ChunkPool {
   private running = 0;
   private held = true;
   /**
-   * Set once a worker has died: workerpool then starts replacements that are neither ready nor set
-   * up, so items are checked for cloning before they are handed over, and set-up travels on demand.
+   * Set once a process worker has died: workerpool then starts replacements that are neither ready
+   * nor set up, so items are checked for cloning before they are handed over, and set-up travels
+   * on demand. (Threads get both with their start, and their ports take messages at once.)
    */
   private replacing = false;
   private readonly lanes = new Map<WorkerHandler, Lane>();
