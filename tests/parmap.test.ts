@@ -125,6 +125,18 @@ describe('parmap: the basic map', () => {
     for (const [, , pid] of results) assert.notEqual(pid, process.pid);
   });
 
+  it('carries circular values to process workers and back, as structured clone does', async () => {
+    const item: Record<string, unknown> = { name: 'loop' };
+    item.self = item;
+    const [result] = await parmap(
+      (value: Record<string, unknown>) => ({ sameObject: value.self === value, back: value }),
+      [item],
+      { n: 2, workerType: 'process' },
+    );
+    assert.equal(result?.sameObject, true);
+    assert.equal(result?.back.self, result?.back);
+  });
+
   it('uses several workers', async () => {
     const threads = await parmap(
       async () => {
