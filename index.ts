@@ -7,6 +7,12 @@ export {
   ParmapTimeoutError,
   ParmapWorkerError,
 } from './parmap/errors.js';
-export type { ParmapOptions, ProgressDisplayOptions, ProgressInfo } from './parmap/options.js';
-export { parmap, type SpreadOptions } from './parmap/parmap.js';
-export type { ParmapResult } from './parmap/result.js';
+export { setWorkerBudget } from './parmap/executors/budget.js';
+export type {
+  FunctionFromModule,
+  ParmapOptions,
+  ProgressDisplayOptions,
+  ProgressInfo,
+} from './parmap/front/options.js';
+export { parmap, type SpreadOptions } from './parmap/front/parmap.js';
+export type { ParmapResult } from './parmap/scheduler/result.js';

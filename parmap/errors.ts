@@ -96,11 +96,12 @@ export class ParmapWorkerError extends ParmapError {
   constructor(
     indices: readonly number[],
     ending: WorkerEndingInfo,
-    details: { readonly index?: number | undefined; readonly attempts?: number } = {},
+    details: { readonly index?: number | undefined; readonly attempts?: number; readonly after?: boolean } = {},
   ) {
-    const { index, attempts = 1 } = details;
-    const what =
-      index === undefined
+    const { index, attempts = 1, after = false } = details;
+    const what = after
+      ? `after running ${describeIndices(indices)}, while idle`
+      : index === undefined
         ? `while it held ${describeIndices(indices)}`
         : `while running item ${index}${indices.length > 1 ? ` (it held ${describeIndices(indices)})` : ''}`;
     const tries = attempts > 1 ? `, on each of ${attempts} tries` : '';

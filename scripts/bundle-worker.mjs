@@ -4,7 +4,7 @@
 import { build } from 'esbuild';
 
 await build({
-  entryPoints: ['dist/parmap/worker.js'],
+  entryPoints: ['dist/parmap/worker/main.js'],
   outfile: 'dist/parmap/worker.cjs',
   bundle: true,
   platform: 'node',
@@ -15,4 +15,6 @@ await build({
   define: { 'import.meta.url': '__parmapModuleUrl' },
   banner: { js: "const __parmapModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: 'warning',
+  // import(url, attributes) with attributes from the caller's code: left as it is, which Node runs.
+  logOverride: { 'unsupported-dynamic-import': 'silent' },
 });

@@ -1,7 +1,8 @@
+import { takeInput } from '../dist/parmap/scheduler/input.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ChunkSizer, MAX_AUTO_CHUNK, MAX_CHUNK_MS, MAX_STREAM_CHUNK, MIN_CHUNK_MS } from '../dist/parmap/chunking.js';
-import { type Chunk, Feeder, type FeederHooks } from '../dist/parmap/feeder.js';
+import { ChunkSizer, MAX_AUTO_CHUNK, MAX_CHUNK_MS, MAX_STREAM_CHUNK, MIN_CHUNK_MS } from '../dist/parmap/scheduler/chunking.js';
+import { type Chunk, Feeder, type FeederHooks } from '../dist/parmap/scheduler/feeder.js';
 
 describe('chunk sizer', () => {
   it('uses a fixed chunksize as given', () => {
@@ -88,7 +89,7 @@ const noCheck = () => {};
 describe('feeder', () => {
   it('numbers the items of an array into consecutive chunks', () => {
     const run = fakeRun(100);
-    const feeder = Feeder.for([10, 11, 12, 13, 14], new ChunkSizer(2, 1, 5), noCheck, run.hooks);
+    const feeder = Feeder.for(takeInput([10, 11, 12, 13, 14]), new ChunkSizer(2, 1, 5), noCheck, run.hooks);
     feeder.pump();
     assert.deepEqual(
       run.chunks.map(({ sequence, start, items }) => [sequence, start, items]),
@@ -107,7 +108,7 @@ describe('feeder', () => {
       for (;;) yield read++;
     }
     const run = fakeRun(3);
-    const feeder = Feeder.for(endless(), new ChunkSizer(10, 1, undefined), noCheck, run.hooks);
+    const feeder = Feeder.for(takeInput(endless()), new ChunkSizer(10, 1, undefined), noCheck, run.hooks);
     feeder.pump();
     assert.equal(run.chunks.length, 3);
     assert.equal(read, 30);
@@ -129,7 +130,7 @@ describe('feeder', () => {
       }
     }
     const run = fakeRun(1);
-    const feeder = Feeder.for(source(), new ChunkSizer(5, 1, undefined), noCheck, run.hooks);
+    const feeder = Feeder.for(takeInput(source()), new ChunkSizer(5, 1, undefined), noCheck, run.hooks);
     feeder.pump();
     feeder.close();
     assert.equal(cleanedUp, true);
@@ -140,7 +141,7 @@ describe('feeder', () => {
     const check = (item: unknown, index: number) => {
       if (typeof item !== 'number') throw new TypeError(`item ${index} is bad`);
     };
-    const feeder = Feeder.for([1, 2, 'x', 4], new ChunkSizer(2, 1, 4), check, run.hooks);
+    const feeder = Feeder.for(takeInput([1, 2, 'x', 4]), new ChunkSizer(2, 1, 4), check, run.hooks);
     feeder.pump();
     assert.equal(run.chunks.length, 1);
     assert.match(String(run.state.failure), /item 2 is bad/);
@@ -152,7 +153,7 @@ describe('feeder', () => {
       throw new Error('source broke');
     }
     const run = fakeRun(10);
-    Feeder.for(broken(), new ChunkSizer(5, 1, undefined), noCheck, run.hooks).pump();
+    Feeder.for(takeInput(broken()), new ChunkSizer(5, 1, undefined), noCheck, run.hooks).pump();
     assert.match(String(run.state.failure), /source broke/);
     assert.equal(run.state.ended, false);
   });
@@ -168,7 +169,7 @@ describe('feeder', () => {
       yield 'second';
     }
     const run = fakeRun(2);
-    const feeder = Feeder.for(slow(), new ChunkSizer(100, 1, undefined), noCheck, run.hooks);
+    const feeder = Feeder.for(takeInput(slow()), new ChunkSizer(100, 1, undefined), noCheck, run.hooks);
     feeder.pump();
     while (run.chunks.length === 0) await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(run.chunks[0]?.items, ['first']);
@@ -185,7 +186,7 @@ describe('feeder', () => {
       for (let i = 0; i < 1000; i++) yield i;
     }
     const run = fakeRun(2);
-    const feeder = Feeder.for(numbers(), new ChunkSizer(64, 1, undefined), noCheck, run.hooks);
+    const feeder = Feeder.for(takeInput(numbers()), new ChunkSizer(64, 1, undefined), noCheck, run.hooks);
     feeder.pump();
     while (!run.state.ended) {
       await new Promise((resolve) => setImmediate(resolve));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkItemShape, resolveOptions } from '../dist/parmap/options.js';
+import { checkItemShape, resolveOptions } from '../dist/parmap/front/options.js';
 
 const fn = (x: unknown) => x;
 
@@ -33,7 +33,7 @@ describe('option checks', () => {
   });
 
   const rejects: [string, unknown, unknown, RegExp, ErrorConstructor][] = [
-    ['fn', 5, [], /Expected `fn` to be a function, got `5` \(number\)/, TypeError],
+    ['fn', 5, [], /Expected `fn` to be a function or \{ module, export \}, got `5` \(number\)/, TypeError],
     ['items null', fn, null, /Expected `items` to be an Iterable or AsyncIterable.*got `null` \(null\)/, TypeError],
     ['items number', fn, 3, /`items`.*got `3` \(number\)/, TypeError],
     ['options', fn, [], /Expected `options` to be a plain object/, TypeError],

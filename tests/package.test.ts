@@ -37,7 +37,7 @@ describe('the packed package', { timeout: 180_000 }, () => {
     const installed = join(folder, 'node_modules', 'parmap');
     assert.ok(existsSync(join(installed, 'dist', 'index.js')));
     assert.ok(existsSync(join(installed, 'dist', 'index.d.ts')));
-    assert.ok(existsSync(join(installed, 'dist', 'parmap', 'worker.js')));
+    assert.ok(existsSync(join(installed, 'dist', 'parmap', 'worker.cjs')));
     assert.ok(!existsSync(join(installed, 'parmap')));
     assert.ok(!existsSync(join(installed, 'tests')));
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { parmap } from '../dist/index.js';
-import { clock, formatLine, isLiveTerminal } from '../dist/parmap/progress.js';
+import { clock, formatLine, isLiveTerminal } from '../dist/parmap/scheduler/progress.js';
 
 const range = (count: number) => Array.from({ length: count }, (_, i) => i);
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ReorderBuffer } from '../dist/parmap/reorder.js';
+import { ReorderBuffer } from '../dist/parmap/scheduler/reorder.js';
 
 describe('reorder buffer', () => {
   it('hands values out in sequence order whatever order they arrive in', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ParmapScopeError } from '../dist/index.js';
-import { buildFunctionCode, checkFreeNames, functionExpression } from '../dist/parmap/serialize.js';
+import { buildFunctionCode, checkFreeNames, functionExpression } from '../dist/parmap/front/function-code.js';
 
 /** Compiles the body as a worker would, with the given names provided. */
 function compile(fn: (...args: never[]) => unknown, scope?: Record<string, unknown>) {

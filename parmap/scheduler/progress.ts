@@ -4,7 +4,8 @@
  * stages) share one block of lines. Elsewhere (a pipe, a log file, CI) a plain line is printed at
  * growing intervals, so a long run stays a short log. A callback receives the counts instead.
  */
-import type { ProgressInfo, ResolvedOptions } from './options.js';
+import type { ProgressInfo } from '../front/options.js';
+import type { Job } from '../job.js';
 
 /** How a call ended, for the final progress line. */
 export type Ending = 'done' | 'failed' | 'aborted' | 'stopped';
@@ -42,7 +43,7 @@ export class ProgressTracker {
    * Starts the progress the `progress` option asks for, or returns `undefined` when it asks for
    * none. Loads ora only when a terminal will show a spinner.
    */
-  static async start(options: Pick<ResolvedOptions, 'progress' | 'total'>): Promise<ProgressTracker | undefined> {
+  static async start(options: Pick<Job, 'progress' | 'total'>): Promise<ProgressTracker | undefined> {
     const { progress, total } = options;
     if (progress === false) return undefined;
     if (typeof progress === 'function') return new ProgressTracker(total, progress);

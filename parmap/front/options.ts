@@ -3,7 +3,11 @@
  * starts. Every message names the option and quotes the value it got.
  */
 import { availableParallelism } from 'node:os';
-import { describeValue } from './errors.js';
+import { describeValue } from '../errors.js';
+import type { Job } from '../job.js';
+import type { CallShape } from '../protocol.js';
+
+export type { CallShape };
 
 /** What a progress callback receives: at most ten times a second while running, and once at the end. */
 export interface ProgressInfo {
@@ -92,35 +96,33 @@ export interface ParmapOptions {
   readonly onError?: 'throw' | 'return';
   /** Heap limit per worker, in MB: a worker over it fails with a clear out-of-memory error. Default: none. */
   readonly maxMemory?: number;
+  /**
+   * Makes a value once in each worker, before its first item (a database connection, a parser):
+   * `fn` receives it as one more argument, after the item's own arguments and `args`, before the
+   * options object. Sent like `fn` (its source text, seeing `scope`), or `{ module, export }`.
+   * May be async. Default: none.
+   */
+  readonly context?: (() => unknown) | FunctionFromModule;
+  /**
+   * Releases the context value when the worker shuts down (on success, failure, `break` and abort
+   * alike, within about 2 s). Default: the value's own `Symbol.asyncDispose`, `Symbol.dispose` or
+   * `close()`, when it has one.
+   */
+  readonly teardown?: ((value: never) => unknown) | FunctionFromModule;
 }
 
-/** The options after checking, with defaults filled in. */
-export interface ResolvedOptions {
-  readonly n: number;
-  readonly inThisThread: boolean;
-  readonly ordered: boolean;
-  readonly chunksize: number | 'auto';
-  readonly shape: CallShape;
-  readonly scope: Readonly<Record<string, unknown>> | undefined;
-  readonly workerType: 'thread' | 'process';
-  readonly total: number | undefined;
-  /** The input's own length or size (not the `total` option), when it has one. */
-  readonly knownLength: number | undefined;
-  readonly progress: boolean | string | ProgressDisplayOptions | ((progress: ProgressInfo) => void);
-  readonly signal: AbortSignal | undefined;
-  readonly retries: number;
-  readonly timeout: number | undefined;
-  readonly onError: 'throw' | 'return';
-  readonly maxMemory: number | undefined;
+/**
+ * A function exported by a module, for code that cannot travel as text (it uses imports, classes
+ * or native addons): each worker imports the module once.
+ */
+export interface FunctionFromModule {
+  /** An absolute path, a `file:` URL (a string or a URL object), or a package name. */
+  readonly module: string | URL;
+  /** The export's name. Default: `'default'`. */
+  readonly export?: string;
 }
 
-/** How an item becomes `fn`'s arguments. */
-export interface CallShape {
-  readonly star: boolean;
-  readonly kwstar: boolean;
-  readonly args: readonly unknown[];
-  readonly kwargs: Readonly<Record<string, unknown>> | undefined;
-}
+
 
 const OPTION_NAMES = [
   'n',
@@ -139,13 +141,18 @@ const OPTION_NAMES = [
   'timeout',
   'onError',
   'maxMemory',
+  'context',
+  'teardown',
 ] as const;
 
 /** Checks `fn`, `items` and the options; throws a TypeError or RangeError naming the culprit. */
-export function resolveOptions(fn: unknown, items: unknown, options: unknown): ResolvedOptions {
-  if (typeof fn !== 'function') {
-    throw new TypeError(`Expected \`fn\` to be a function, got ${describeValue(fn)}`);
+export function resolveOptions(fn: unknown, items: unknown, options: unknown): Job {
+  if (typeof fn !== 'function' && !isFunctionFromModule(fn)) {
+    throw new TypeError(
+      `Expected \`fn\` to be a function or { module, export }, got ${describeValue(fn)}`,
+    );
   }
+  if (isFunctionFromModule(fn)) checkFunctionFromModule('fn', fn);
   if (!isIterable(items)) {
     throw new TypeError(
       `Expected \`items\` to be an Iterable or AsyncIterable (an array, Set, generator, stream...), got ${describeValue(items)}`,
@@ -217,12 +224,24 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown): R
       `Expected \`maxMemory\` to be a whole number of MB, at least 16, got ${describeValue(maxMemory)}`,
     );
   }
+  for (const name of ['context', 'teardown'] as const) {
+    const value = given[name];
+    if (value === undefined || typeof value === 'function') continue;
+    if (!isFunctionFromModule(value)) {
+      throw new TypeError(`Expected \`${name}\` to be a function or { module, export }, got ${describeValue(value)}`);
+    }
+    checkFunctionFromModule(name, value);
+  }
+  if (given.teardown !== undefined && given.context === undefined) {
+    throw new TypeError('`teardown` releases the value of `context`: give `context` too, or leave `teardown` out');
+  }
+  const shape: CallShape = { star, kwstar, args: [...args], kwargs: given.kwargs };
   return {
     n,
     inThisThread: given.n === 1,
     ordered,
     chunksize,
-    shape: { star, kwstar, args: [...args], kwargs: given.kwargs },
+    shape,
     scope: given.scope,
     workerType,
     total: given.total ?? lengthOf(items),
@@ -233,7 +252,29 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown): R
     timeout,
     onError,
     maxMemory,
+    context: given.context,
+    teardown: given.teardown,
+    checkItem: star || kwstar ? (item, index) => checkItemShape(item, index, shape) : () => {},
   };
+}
+
+/** `{ module, export }`: a function a worker imports. */
+export function isFunctionFromModule(value: unknown): value is FunctionFromModule {
+  return isPlainObject(value) && 'module' in value;
+}
+
+function checkFunctionFromModule(name: string, value: FunctionFromModule): void {
+  for (const key of Object.keys(value)) {
+    if (key !== 'module' && key !== 'export') {
+      throw new TypeError(`Unknown key \`${name}.${key}\`: a function from a module is { module, export }`);
+    }
+  }
+  if (typeof value.module !== 'string' && !(value.module instanceof URL)) {
+    throw new TypeError(`Expected \`${name}.module\` to be a path, a file: URL or a package name, got ${describeValue(value.module)}`);
+  }
+  if (value.export !== undefined && typeof value.export !== 'string') {
+    throw new TypeError(`Expected \`${name}.export\` to be the name of an export, got ${describeValue(value.export)}`);
+  }
 }
 
 /**

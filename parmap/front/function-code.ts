@@ -6,18 +6,12 @@
 import { createRequire } from 'node:module';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ParmapScopeError } from './errors.js';
-import { IMPORT_META_NAME, IMPORT_NAME, isProvidedName } from './prelude.js';
+import { ParmapScopeError } from '../errors.js';
+import type { SourceFunction } from '../protocol.js';
+import { IMPORT_META_NAME, IMPORT_NAME, isProvidedName } from '../worker/prelude.js';
 
 /** What a worker needs to rebuild `fn`. */
-export interface FunctionCode {
-  /** A function body that declares the scope values holding code, and returns fn. */
-  readonly body: string;
-  /** Variables the body uses without declaring them: globals, helpers, or missing ones. */
-  readonly freeNames: readonly string[];
-  /** Scope values that are plain data: they travel by structured clone and arrive as parameters. */
-  readonly scopeData: Readonly<Record<string, unknown>>;
-}
+export type FunctionCode = SourceFunction;
 
 interface AstNode {
   readonly type: string;
@@ -123,10 +117,13 @@ export function buildFunctionCode(
   }
   const source = `${declarations.join('\n')}\nreturn (${functionExpression(fn)});`;
   const { text, freeNames } = analyze(source);
+  const counters = freeNames.filter((name) => isCoverageCounter(name, text));
   return {
+    kind: 'source',
     body: `"use strict";\n${text}\n//# sourceURL=parmap-fn.js`,
-    freeNames: freeNames.filter((name) => !Object.hasOwn(scopeData, name)),
+    freeNames: freeNames.filter((name) => !Object.hasOwn(scopeData, name) && !counters.includes(name)),
     scopeData,
+    coverageCounters: counters,
   };
 }
 
@@ -158,6 +155,18 @@ export function holdsCode(value: unknown, seen = new Set<object>()): boolean {
   }
   for (const key of Object.keys(value)) if (holdsCode((value as Record<string, unknown>)[key], seen)) return true;
   return false;
+}
+
+/**
+ * Whether every use of `name` in the text is an istanbul coverage counter (`name().s[3]++`,
+ * `.f[0]`, `.b[1][0]`): instrumentation recognised by how it is used, never by its name, so a
+ * variable of the user's that happens to be called `cov_x` is still a free variable.
+ */
+function isCoverageCounter(name: string, text: string): boolean {
+  const escaped = name.replace(/\$/g, '\\$');
+  const uses = text.match(new RegExp(`(?<![\\w$.])${escaped}(?![\\w$])`, 'g'))?.length ?? 0;
+  const counts = text.match(new RegExp(`(?<![\\w$.])${escaped}\\(\\)\\.(?:s|f|b|bT)\\[`, 'g'))?.length ?? 0;
+  return uses > 0 && uses === counts;
 }
 
 /**

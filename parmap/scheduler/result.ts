@@ -2,7 +2,45 @@
  * What `parmap()` returns: an async iterable of results that is also a promise of their array.
  * Nothing starts until it is awaited or iterated; each result object runs its call once.
  */
-import type { ChunkRun } from './run.js';
+import { AbortError } from '../errors.js';
+import type { Ending, ProgressTracker } from './progress.js';
+
+/** A call in progress, as the result object consumes it. */
+export interface ChunkRun<R> {
+  /** The next results (in input order when ordered), or `undefined` once every item is out. */
+  nextChunk(): Promise<R[] | undefined>;
+  /** Ends the call and releases everything it holds. Safe to call at any time, more than once. */
+  close(): Promise<void>;
+}
+
+/** Ends the progress display with how the call ended. A failing final callback fails a success only. */
+export function finishProgress(
+  progress: ProgressTracker | undefined,
+  completed: boolean,
+  failure: { error: unknown } | undefined,
+): void {
+  const ending: Ending =
+    failure === undefined
+      ? completed
+        ? 'done'
+        : 'stopped'
+      : failure.error instanceof AbortError
+        ? 'aborted'
+        : 'failed';
+  try {
+    progress?.finish(ending);
+  } catch (error) {
+    if (ending === 'done') throw error;
+  }
+}
+
+/**
+ * Runs closed when the iterator reading them is dropped without `return()`: its workers stop once
+ * the garbage collector finds the iterator unreachable (until then they hold no event loop).
+ */
+const abandoned = new FinalizationRegistry<ChunkRun<unknown>>((run) => {
+  void run.close().catch(() => undefined);
+});
 
 /** The result of {@link parmap}: `await` it for the array, or `for await` it to stream. */
 export interface ParmapResult<R> extends AsyncIterable<R>, PromiseLike<R[]> {
@@ -60,7 +98,10 @@ export class LazyResult<R> implements ParmapResult<R> {
 
   [Symbol.asyncIterator](): AsyncIterableIterator<R> {
     this.claim('iteration');
-    return new ResultIterator(this.createRun());
+    const run = this.createRun();
+    const iterator = new ResultIterator(run);
+    abandoned.register(iterator, run as ChunkRun<unknown>, iterator);
+    return iterator;
   }
 
   private claim(way: 'await' | 'iteration'): void {

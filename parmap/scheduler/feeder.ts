@@ -4,6 +4,7 @@
  * input's length.
  */
 import type { ChunkSizer } from './chunking.js';
+import { checkStep, type TakenInput } from './input.js';
 
 /** Consecutive items; `start` is the input position of the first one. */
 export interface Chunk {
@@ -18,7 +19,8 @@ export interface FeederHooks {
   hasRoom(): boolean;
   submit(chunk: Chunk): void;
   /** Reading the input failed (the iterator threw, or an item has the wrong shape). */
-  fail(error: unknown): void;
+  /** `sequence`: the chunk the failing item would have gone in; every earlier chunk was submitted. */
+  fail(error: unknown, sequence: number): void;
   /** The input has ended; called once. */
   ended(): void;
 }
@@ -46,19 +48,17 @@ export abstract class Feeder {
     this.hooks = context.hooks;
   }
 
-  /** A feeder for any Iterable or AsyncIterable; arrays are sliced rather than iterated. */
+  /** A feeder for a taken input; arrays are sliced rather than iterated. */
   static for(
-    items: Iterable<unknown> | AsyncIterable<unknown>,
+    input: TakenInput,
     sizer: ChunkSizer,
     checkItem: (item: unknown, index: number) => void,
     hooks: FeederHooks,
   ): Feeder {
     const context = { sizer, checkItem, hooks };
-    if (Array.isArray(items)) return new ArrayFeeder(items, context);
-    if (typeof (items as Iterable<unknown>)[Symbol.iterator] === 'function') {
-      return new IteratorFeeder((items as Iterable<unknown>)[Symbol.iterator](), context);
-    }
-    return new AsyncIteratorFeeder((items as AsyncIterable<unknown>)[Symbol.asyncIterator](), context);
+    if (input.kind === 'array') return new ArrayFeeder(input.array, context);
+    if (input.kind === 'sync') return new IteratorFeeder(input.iterator, context);
+    return new AsyncIteratorFeeder(input.iterator, context);
   }
 
   /** Submits chunks while the run has room. Call it whenever room may have appeared. */
@@ -105,7 +105,7 @@ class ArrayFeeder extends Feeder {
       try {
         for (let i = 0; i < items.length; i++) this.checkItem(items[i], this.position + i);
       } catch (error) {
-        this.hooks.fail(error);
+        this.hooks.fail(error, this.sequence);
         return;
       }
       this.position += items.length;
@@ -133,7 +133,7 @@ class IteratorFeeder extends Feeder {
       let ended = false;
       try {
         while (items.length < size) {
-          const step = this.iterator.next();
+          const step = checkStep(this.iterator.next(), this.nextIndex + items.length);
           if (step.done) {
             ended = true;
             break;
@@ -144,7 +144,7 @@ class IteratorFeeder extends Feeder {
       } catch (error) {
         // An iterator that threw is finished; there is nothing to close.
         this.finished = true;
-        this.hooks.fail(error);
+        this.hooks.fail(error, this.sequence);
         return;
       }
       if (items.length > 0) this.emit(items);
@@ -208,7 +208,7 @@ class AsyncIteratorFeeder extends Feeder {
       while (!this.closed && !this.finished && this.buffer.length < this.sizer.next(this.nextIndex)) {
         this.waitingForInput = true;
         this.dispatch();
-        const step = await this.iterator.next();
+        const step = checkStep(await this.iterator.next(), this.nextIndex + this.buffer.length);
         this.waitingForInput = false;
         if (this.closed) return;
         if (step.done) {
@@ -222,7 +222,10 @@ class AsyncIteratorFeeder extends Feeder {
     } catch (error) {
       this.finished = true;
       this.waitingForInput = false;
-      if (!this.closed) this.hooks.fail(error);
+      if (this.closed) return;
+      // The items read before the failure still run: their results come before the error.
+      if (this.buffer.length > 0) this.emit(this.buffer.splice(0));
+      this.hooks.fail(error, this.sequence);
       return;
     } finally {
       this.reading = false;

@@ -1,17 +1,26 @@
 /**
- * Turns one item into a call of `fn`, following the star / kwstar / args / kwargs rules. Shared by
- * the workers and by the in-thread path of `n: 1`, so both call `fn` the same way.
+ * Turns one item into a call of `fn`, following the star / kwstar / args / kwargs rules, with the
+ * per-worker context value when there is one. Shared by the workers and by the in-thread run of
+ * `n: 1`, so both call `fn` the same way: `fn(...itemArgs, ...args, context?, options?)`.
  */
-import type { CallShape } from './options.js';
+import type { CallShape } from '../protocol.js';
 
 type AnyFunction = (...args: unknown[]) => unknown;
+
+/** No context: nothing is passed in its place. */
+export const NO_CONTEXT: unique symbol = Symbol('parmap.noContext');
 
 /**
  * Builds the per-item caller once, so the hot loop pays for no option checks.
  * The options argument is appended only when `kwargs` is given or `kwstar` is on.
  */
-export function createInvoker(fn: AnyFunction, shape: CallShape): (item: unknown) => unknown {
-  const { star, kwstar, args, kwargs } = shape;
+export function createInvoker(
+  fn: AnyFunction,
+  shape: CallShape,
+  context: unknown = NO_CONTEXT,
+): (item: unknown) => unknown {
+  const { star, kwstar, kwargs } = shape;
+  const args = context === NO_CONTEXT ? shape.args : [...shape.args, context];
   if (kwstar) {
     const base = kwargs ?? {};
     return (item) => {

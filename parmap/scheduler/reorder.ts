@@ -4,11 +4,16 @@
  */
 export class ReorderBuffer<T extends object> {
   private readonly waiting = new Map<number, T>();
-  private nextSequence = 0;
+  private next = 0;
+
+  /** The sequence number of the next chunk to hand out. */
+  get nextSequence(): number {
+    return this.next;
+  }
 
   /** Stores the value of chunk `sequence`. Each sequence number may be stored once. */
   put(sequence: number, value: T): void {
-    if (sequence < this.nextSequence || this.waiting.has(sequence)) {
+    if (sequence < this.next || this.waiting.has(sequence)) {
       throw new Error(`ReorderBuffer: chunk ${sequence} was stored twice`);
     }
     this.waiting.set(sequence, value);
@@ -16,10 +21,10 @@ export class ReorderBuffer<T extends object> {
 
   /** The value of the next chunk in order, or `undefined` if it has not arrived yet. */
   takeNext(): T | undefined {
-    const value = this.waiting.get(this.nextSequence);
+    const value = this.waiting.get(this.next);
     if (value === undefined) return undefined;
-    this.waiting.delete(this.nextSequence);
-    this.nextSequence++;
+    this.waiting.delete(this.next);
+    this.next++;
     return value;
   }
 

@@ -3,13 +3,13 @@
  * result. Deliberately not an `async` function: awaiting it would unwrap the array and lose the
  * iterator.
  */
-import type { ParmapError } from './errors.js';
-import { type ParmapOptions, resolveOptions } from './options.js';
-import { ParallelRun } from './parallel.js';
-import { LazyResult, type ParmapResult } from './result.js';
-import { SerialRun } from './serial.js';
-import { buildFunctionCode, callerFile, checkFreeNames, holdsCode } from './serialize.js';
-import type { WorkerSetup } from './worker.js';
+import type { ParmapError } from '../errors.js';
+import { LazyResult, type ParmapResult } from '../scheduler/result.js';
+import { prepareRun } from './call.js';
+import { callerFile } from './function-code.js';
+import { type FunctionFromModule, type ParmapOptions, resolveOptions } from './options.js';
+
+type Callable = ((...args: unknown[]) => unknown) | FunctionFromModule;
 
 /** Options in which `star` or `kwstar` is on: each item then holds several arguments. */
 export type SpreadOptions = ParmapOptions & ({ readonly star: true } | { readonly kwstar: true });
@@ -58,35 +58,18 @@ export function parmap<R>(
   items: Iterable<unknown> | AsyncIterable<unknown>,
   options: ParmapOptions,
 ): ParmapResult<Awaited<R>>;
+// A function from a module: its types are not known here.
+export function parmap<R = unknown>(
+  fn: FunctionFromModule,
+  items: Iterable<unknown> | AsyncIterable<unknown>,
+  options?: ParmapOptions,
+): ParmapResult<R>;
 export function parmap(
-  fn: (...args: never[]) => unknown,
+  fn: ((...args: never[]) => unknown) | FunctionFromModule,
   items: Iterable<unknown> | AsyncIterable<unknown>,
   options?: ParmapOptions,
 ): ParmapResult<unknown> {
-  const resolved = resolveOptions(fn, items, options);
-  if (resolved.inThisThread) {
-    return new LazyResult(() => new SerialRun(items, resolved, fn as (...args: unknown[]) => unknown), resolved.total);
-  }
-  const code = buildFunctionCode(fn, resolved.scope);
-  checkFreeNames(code.freeNames, (name) => name in globalThis);
-  for (const [name, value] of [
-    ['args', resolved.shape.args],
-    ['kwargs', resolved.shape.kwargs],
-  ] as const) {
-    if (holdsCode(value)) {
-      throw new TypeError(
-        `\`${name}\` holds a function or a symbol, which cannot be sent to workers: pass functions in \`scope\`, or use n: 1`,
-      );
-    }
-  }
-  const setup: WorkerSetup = {
-    body: code.body,
-    freeNames: code.freeNames,
-    scopeData: code.scopeData,
-    callerFile: callerFile(parmap),
-    shape: resolved.shape,
-    onError: resolved.onError,
-    reportStarts: resolved.workerType === 'process' && resolved.timeout !== undefined,
-  };
-  return new LazyResult(() => new ParallelRun(items, resolved, setup), resolved.total);
+  const job = resolveOptions(fn, items, options);
+  const run = prepareRun(fn as Callable, items, job, callerFile(parmap), { kind: 'own' });
+  return new LazyResult(run, job.total);
 }

@@ -7,6 +7,7 @@
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { importFromCaller, resolveFromCaller } from './resolve.js';
 
 /** Names the source rewriter puts in place of `import(...)` and `import.meta`. */
 export const IMPORT_NAME = '__parmapImport';
@@ -84,13 +85,16 @@ const ESBUILD_HELPERS: Record<string, Helper> = {
     }),
 };
 
-// istanbul-style coverage counters (`cov_x().s[3]++`): every access lands in a sink that ignores it.
+// istanbul-style coverage counters (`cov_x().s[3]++`), recognised by how they are used (see the
+// function-code module): every access lands in a sink that ignores it.
 const coverageSink: unknown = new Proxy(() => undefined, {
   get: (_target, key) => (key === Symbol.toPrimitive ? () => 0 : coverageSink),
   set: () => true,
   apply: () => coverageSink,
 });
-const COVERAGE_NAME = /^cov_[\w$]+$/;
+
+/** The value a worker gives a coverage counter function. */
+export const coverageCounter = (): unknown => coverageSink;
 
 const ownRequire = createRequire(import.meta.url);
 let tslib: Record<string, unknown> | undefined;
@@ -105,7 +109,6 @@ export function isProvidedName(name: string): boolean {
   return (
     CALLER_NAMES.has(name) ||
     Object.hasOwn(ESBUILD_HELPERS, name) ||
-    COVERAGE_NAME.test(name) ||
     tslibHelper(name) !== undefined
   );
 }
@@ -113,7 +116,6 @@ export function isProvidedName(name: string): boolean {
 /** The value a worker gives `name`, with `require` and imports resolved from the caller's file. */
 export function providedValue(name: string, callerFile: string): unknown {
   if (Object.hasOwn(ESBUILD_HELPERS, name)) return ESBUILD_HELPERS[name];
-  if (COVERAGE_NAME.test(name)) return () => coverageSink;
   switch (name) {
     case 'require':
       return createRequire(callerFile);
@@ -123,7 +125,7 @@ export function providedValue(name: string, callerFile: string): unknown {
       return callerFile;
     case IMPORT_NAME:
     case '__vite_ssr_dynamic_import__':
-      return importFrom(callerFile);
+      return importFromCaller(callerFile);
     case IMPORT_META_NAME:
     case '__vite_ssr_import_meta__':
       return importMetaOf(callerFile);
@@ -134,37 +136,12 @@ export function providedValue(name: string, callerFile: string): unknown {
   }
 }
 
-/** `import()` as the caller's file would resolve it, not as this file would. */
-function importFrom(callerFile: string): (specifier: unknown) => Promise<unknown> {
-  const callerUrl = pathToFileURL(callerFile);
-  const callerRequire = createRequire(callerFile);
-  return async (specifier) => {
-    const text = String(specifier);
-    if (text.startsWith('./') || text.startsWith('../') || text.startsWith('/')) {
-      return import(new URL(text, callerUrl).href);
-    }
-    if (/^[a-z][a-z\d+.-]*:/i.test(text)) return import(text);
-    try {
-      return await import(text);
-    } catch (error) {
-      // The package is not visible from parmap's own folder; look for it from the caller's.
-      let resolved: string;
-      try {
-        resolved = callerRequire.resolve(text);
-      } catch {
-        throw error;
-      }
-      return import(pathToFileURL(resolved).href);
-    }
-  };
-}
-
 function importMetaOf(callerFile: string): object {
   const url = pathToFileURL(callerFile).href;
   return {
     url,
     filename: callerFile,
     dirname: dirname(callerFile),
-    resolve: (specifier: string) => new URL(specifier, url).href,
+    resolve: (specifier: string) => resolveFromCaller(specifier, callerFile),
   };
 }

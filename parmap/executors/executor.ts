@@ -1,0 +1,97 @@
+/**
+ * The seam between the scheduler and whatever runs chunks: workerpool threads or processes, this
+ * thread (`n: 1`), later a remote queue. The scheduler sees only this interface: it submits
+ * chunks when there is capacity, and hears back one outcome per chunk.
+ */
+import type { ItemFailure } from '../protocol.js';
+
+/** Consecutive items handed to the executor as one unit; `id` is unique within a call. */
+export interface ChunkTask {
+  readonly id: number;
+  /** The input position of the first item. */
+  readonly start: number;
+  readonly items: readonly unknown[];
+}
+
+/** How a worker ended while it held a chunk. */
+export interface WorkerEnding {
+  readonly exitCode?: number | undefined;
+  readonly signal?: string | undefined;
+  /** It went over its memory limit. */
+  readonly outOfMemory?: boolean;
+  /** An error thrown outside any item's call (a timer, an unhandled rejection) that ended it. */
+  readonly uncaught?: unknown;
+  /** The executor stopped it because the scheduler asked (an item ran past its timeout). */
+  readonly stopped?: boolean;
+}
+
+/** What became of one chunk. `at` is a position within the chunk. */
+export type ChunkOutcome =
+  | {
+      readonly kind: 'done';
+      readonly values: unknown[];
+      /** Time the worker spent on the items (for chunk sizing). */
+      readonly ms: number;
+      /** Items that failed while the chunk went on (`onError: 'return'`), as the worker reported them. */
+      readonly failures?: readonly ItemFailure[] | undefined;
+      /** Failures with what was thrown as it is (the in-thread run: nothing had to cross). */
+      readonly localFailures?: readonly { readonly at: number; readonly thrown: unknown }[] | undefined;
+    }
+  /**
+   * fn threw for item `at` (`onError: 'throw'`): the chunk stopped there. `final`: `thrown` is
+   * already the error the call ends with (the in-thread run's own timeout).
+   */
+  | {
+      readonly kind: 'threw';
+      readonly at: number;
+      readonly thrown: unknown;
+      readonly final?: boolean;
+      /** The results of the items before `at`. */
+      readonly before?: readonly unknown[] | undefined;
+    }
+  /** The result of item `at` (or of some item, when -1) could not be sent back. */
+  | { readonly kind: 'uncloneable'; readonly at: number; readonly message: string }
+  /** Item `at` could not be sent to a worker; nothing of the chunk ran. */
+  | { readonly kind: 'unsendable'; readonly at: number; readonly cause: unknown }
+  /**
+   * The worker ended while it held the chunk. `started` is how many of its items had started
+   * (`undefined` when unknown); 0 means it never started, and may be sent again without blame.
+   */
+  | { readonly kind: 'lost'; readonly ending: WorkerEnding; readonly started: number | undefined }
+  /** The executor itself failed (a worker could not set up): the whole call fails with `error`. */
+  | { readonly kind: 'failed'; readonly error: Error };
+
+/** What an executor tells the scheduler. */
+export interface ExecutorListener {
+  /** What became of chunk `id`; told exactly once per chunk, never synchronously from `submit`. */
+  outcome(id: number, outcome: ChunkOutcome): void;
+  /**
+   * A worker that had run chunk `id` ended on its own afterwards, while idle: a timer or promise
+   * fn left behind failed (or called `process.exit()`).
+   */
+  workerDiedAfter(id: number, ending: WorkerEnding): void;
+  /** `capacity` may have grown. */
+  capacityChanged(): void;
+}
+
+export interface Executor {
+  /** How many chunks may be in flight at once right now (it may grow as workers are granted). */
+  readonly capacity: number;
+  /** There is work ready while `capacity` is 0: get workers (they come with `capacityChanged`). */
+  want(): void;
+  /** Runs a chunk; its outcome comes to the listener, asynchronously, exactly once. */
+  submit(task: ChunkTask): void;
+  /** How many items of chunk `id` have started, when the executor can tell. */
+  started(id: number): number | undefined;
+  /** Whether {@link stop} can end a running item (the in-thread run cannot). */
+  readonly stoppable: boolean;
+  /** Stops the worker running chunk `id` at once; the chunk is reported lost with `stopped`. */
+  stop(id: number): void;
+  /**
+   * Whether someone is waiting for results. When nobody is, workers must not keep the process
+   * alive: a caller that drops an iterator half-way is not held for ever.
+   */
+  hold(waiting: boolean): void;
+  /** Stops everything; in-flight chunks are abandoned. Resolves once every worker has ended. */
+  close(): Promise<void>;
+}

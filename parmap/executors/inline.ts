@@ -1,0 +1,161 @@
+/**
+ * The executor of `n: 1`: the call runs in this thread with no worker, so closures work, values
+ * are not copied, and stack traces are whole. Same call rules, errors, `onError`, context and
+ * progress as on workers. `timeout` can only stop waiting for an async item (a busy loop in this
+ * thread cannot be interrupted, so a sync item is judged when it returns); `retries` and
+ * `maxMemory` have no worker to act on.
+ */
+import { ParmapError, ParmapTimeoutError } from '../errors.js';
+import type { CallShape, ModuleFunction } from '../protocol.js';
+import { runItems } from '../worker/chunk.js';
+import { createInvoker, isThenable, NO_CONTEXT } from '../worker/invoke.js';
+import { loadModuleFunction, release, SetupProblem } from '../worker/prepare.js';
+import type { ChunkTask, Executor, ExecutorListener } from './executor.js';
+
+type AnyFunction = (...args: unknown[]) => unknown;
+
+/** The longest delay a Node timer takes; a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export interface InlineCall {
+  readonly fn: AnyFunction | ModuleFunction;
+  readonly context: AnyFunction | ModuleFunction | undefined;
+  readonly teardown: AnyFunction | ModuleFunction | undefined;
+  readonly callerFile: string;
+  readonly shape: CallShape;
+  readonly onError: 'throw' | 'return';
+  readonly timeout: number | undefined;
+}
+
+export class InlineExecutor implements Executor {
+  readonly capacity = 1;
+  readonly stoppable = false;
+  private running: { readonly id: number; started: number } | undefined;
+  private prepared: Promise<(item: unknown) => unknown> | undefined;
+  private context: { readonly value: unknown; readonly teardown: AnyFunction | undefined } | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly call: InlineCall,
+    private readonly listener: ExecutorListener,
+  ) {}
+
+  submit(task: ChunkTask): void {
+    const running = { id: task.id, started: 0 };
+    this.running = running;
+    void this.run(task, running);
+  }
+
+  private async run(task: ChunkTask, running: { readonly id: number; started: number }): Promise<void> {
+    let invoke: (item: unknown) => unknown;
+    try {
+      this.prepared ??= this.prepare();
+      invoke = await this.prepared;
+    } catch (error) {
+      if (!this.closed) this.listener.outcome(task.id, { kind: 'failed', error: setupFailure(error) });
+      return;
+    }
+    const timed = this.timed(invoke, task.start, running);
+    const outcome = await runItems(task.items, {
+      invoke: timed,
+      onError: this.call.onError,
+      onStart: (at) => {
+        running.started = at + 1;
+      },
+      cancelled: () => this.closed,
+    });
+    if (this.running === running) this.running = undefined;
+    if (this.closed) return;
+    if (outcome.kind === 'threw') {
+      const final = outcome.thrown instanceof ParmapTimeoutError;
+      this.listener.outcome(task.id, {
+        kind: 'threw',
+        at: outcome.at,
+        thrown: outcome.thrown,
+        final,
+        before: outcome.before,
+      });
+      return;
+    }
+    this.listener.outcome(task.id, {
+      kind: 'done',
+      values: outcome.values,
+      ms: outcome.ms,
+      localFailures: outcome.failures,
+    });
+  }
+
+  private async prepare(): Promise<(item: unknown) => unknown> {
+    const { call } = this;
+    const fn = await this.resolve(call.fn, 'fn');
+    let context: unknown = NO_CONTEXT;
+    if (call.context !== undefined) {
+      const make = await this.resolve(call.context, 'context');
+      const teardown = call.teardown === undefined ? undefined : await this.resolve(call.teardown, 'teardown');
+      try {
+        context = make();
+        if (isThenable(context)) context = await context;
+      } catch (error) {
+        throw new SetupProblem('the context function threw, so no item could run', error);
+      }
+      this.context = { value: context, teardown };
+    }
+    return createInvoker(fn, call.shape, context);
+  }
+
+  private resolve(ref: AnyFunction | ModuleFunction, role: string): Promise<AnyFunction> | AnyFunction {
+    if (typeof ref === 'function') return ref;
+    return loadModuleFunction(ref.specifier, ref.exportName, this.call.callerFile, role);
+  }
+
+  /** fn, failing an item that runs past `timeout` (an async one is no longer waited for). */
+  private timed(
+    invoke: (item: unknown) => unknown,
+    start: number,
+    running: { started: number },
+  ): (item: unknown) => unknown {
+    const { timeout } = this.call;
+    if (timeout === undefined) return invoke;
+    return (item) => {
+      const index = start + running.started - 1;
+      const startedAt = performance.now();
+      const value = invoke(item);
+      if (performance.now() - startedAt > timeout) throw new ParmapTimeoutError(index, timeout, 1, true);
+      const left = timeout - (performance.now() - startedAt);
+      if (!isThenable(value) || left > MAX_TIMER_MS) return value;
+      // The abandoned item may still settle later; its outcome is no longer anyone's concern.
+      Promise.resolve(value).catch(() => undefined);
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new ParmapTimeoutError(index, timeout, 1, true)), left);
+      });
+      return Promise.race([value, expired]).finally(() => clearTimeout(timer));
+    };
+  }
+
+  started(id: number): number | undefined {
+    return this.running?.id === id ? this.running.started : undefined;
+  }
+
+  stop(): void {}
+
+  want(): void {}
+
+  hold(): void {}
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.prepared?.catch(() => undefined);
+    const context = this.context;
+    this.context = undefined;
+    if (context !== undefined) await release(context.value, context.teardown);
+  }
+}
+
+function setupFailure(error: unknown): Error {
+  if (error instanceof SetupProblem) {
+    return new ParmapError(`parmap: the call could not be prepared: ${error.message}`, { cause: error.cause });
+  }
+  return error instanceof Error ? error : new ParmapError(String(error));
+}

@@ -1,0 +1,343 @@
+/**
+ * A set of workers run by workerpool, through its documented API only: `pool()` with
+ * `workerType`, `workerThreadOpts` / `forkOpts`, `onCreateWorker`, `workerTerminateTimeout`;
+ * `exec()` with `on` and `transfer`; `terminate()`. Its workers come from the process's worker
+ * budget; each chunk is one `exec`, sent only when a granted worker is free, so workerpool never
+ * queues a chunk of ours. A host serves one call (`parmap`) or many (`createPool`), each call
+ * through a {@link CallChannel} of its own.
+ */
+import { fileURLToPath } from 'node:url';
+import type { ChunkReply, ChunkRequest, WorkerEvent } from '../protocol.js';
+import { RUN_CHUNK } from '../protocol.js';
+import { type Payload, transferList } from '../transfer.js';
+import { type Lease, workerBudget } from './budget.js';
+import type { WorkerEnding } from './executor.js';
+import { claimNextWorker, type WorkerHandle } from './node-workers.js';
+import { workerFlags } from './worker-flags.js';
+
+type Workerpool = typeof import('workerpool');
+type WorkerpoolPool = ReturnType<Workerpool['pool']>;
+
+let workerpoolModule: Promise<Workerpool> | undefined;
+let workerpoolLoaded: Workerpool | undefined;
+
+/** Whether workerpool rejected a task because its worker ended (its exported `TerminateError`). */
+export function isWorkerTermination(error: unknown): boolean {
+  return workerpoolLoaded !== undefined && error instanceof workerpoolLoaded.TerminateError;
+}
+
+// The worker bundled into one CommonJS file at build time (see the build script): it starts faster.
+const WORKER_SCRIPT = fileURLToPath(new URL('../worker.cjs', import.meta.url));
+
+/** How long workers told to stop may take (to release context values) before they are killed. */
+const STOP_GRACE_MS = 2_500;
+
+export interface HostOptions {
+  /** The most workers this host will use. */
+  readonly workers: number;
+  readonly workerType: 'thread' | 'process';
+  /** Heap limit per worker in MB, when set. */
+  readonly maxMemory: number | undefined;
+  /** A call's set-up, given to each thread with its start when the host serves that call alone. */
+  readonly threadSetup?: Payload | undefined;
+}
+
+/** A chunk on its way, as the host tracks it. */
+export interface HostChunk {
+  readonly request: ChunkRequest;
+  readonly channel: CallChannel;
+  readonly id: number;
+  /** The worker that took it, once known. */
+  worker: WorkerHandle | undefined;
+  /** Items started, as a process worker reports them. */
+  reported: number;
+  reply: ChunkReply | undefined;
+}
+
+/** What a host tells the call a chunk belongs to. */
+export interface CallChannel {
+  /** The chunk's worker replied, or workerpool settled the chunk's exec without a reply. */
+  settled(chunk: HostChunk, error: unknown): void;
+  /** A worker that had run this call's chunk `id` ended on its own while idle. */
+  idleWorkerDied(id: number, ending: WorkerEnding): void;
+  /** More workers can be used. */
+  capacityChanged(): void;
+  /** Whether someone waits for this call's results: the workers then hold the event loop. */
+  readonly waiting: boolean;
+}
+
+export class WorkerHost {
+  private pool: WorkerpoolPool | undefined;
+  private lease: Lease | undefined;
+  private readonly handles = new Set<WorkerHandle>();
+  private readonly inFlight = new Set<HostChunk>();
+  /** The chunk each worker ran last, to blame a late failure on. */
+  private readonly lastChunk = new WeakMap<WorkerHandle, HostChunk>();
+  private readonly channels = new Set<CallChannel>();
+  private held = true;
+  /** Whether the workers hold the event loop now. */
+  private holding = true;
+  /** Whether a chunk has been sent since the lease was granted. */
+  private usedLease = false;
+  private closing: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(private readonly options: HostOptions) {}
+
+  /** Workers granted to this host now. */
+  get granted(): number {
+    return this.lease?.granted ?? 0;
+  }
+
+  get busy(): number {
+    return this.inFlight.size;
+  }
+
+  get closed(): boolean {
+    return this.stopping;
+  }
+
+  /** Calls attached now. */
+  get callCount(): number {
+    return Math.max(1, this.channels.size);
+  }
+
+  /** Workers alive now. */
+  get workerCount(): number {
+    return this.handles.size;
+  }
+
+  attach(channel: CallChannel): void {
+    this.channels.add(channel);
+  }
+
+  detach(channel: CallChannel): void {
+    this.channels.delete(channel);
+    this.lendIfIdle();
+  }
+
+  /** Asks the budget for workers when this host holds none. */
+  ensureLease(): void {
+    if (this.lease !== undefined || this.closed) return;
+    this.usedLease = false;
+    // Grants are told after the current step: the scheduler may be in the middle of feeding.
+    const lease = workerBudget.lease(this.options.workers, () => queueMicrotask(() => this.tellCapacity()));
+    lease.onPressure = () => {
+      this.applyHold();
+      this.lendIfIdle();
+    };
+    this.lease = lease;
+  }
+
+  private tellCapacity(): void {
+    for (const channel of this.channels) channel.capacityChanged();
+  }
+
+  /**
+   * Lends the workers back to the budget when another call waits for its first worker and none
+   * of these is running a chunk (this host waits for input, or for its caller). They are started
+   * again when there is work: a chain of calls on a small budget takes turns, never deadlocks.
+   */
+  private lendIfIdle(): void {
+    // A grant is used at least once before it can be lent: turns, not churn.
+    if (this.lease === undefined || !this.usedLease || this.inFlight.size > 0 || !workerBudget.hasStarvedLease) {
+      return;
+    }
+    const pool = this.pool;
+    const handles = [...this.handles];
+    this.pool = undefined;
+    this.handles.clear();
+    this.lease.release();
+    this.lease = undefined;
+    void stopWorkers(pool, handles);
+    // A call with more work asks again, and waits its turn.
+    queueMicrotask(() => {
+      for (const channel of this.channels) channel.capacityChanged();
+    });
+  }
+
+  /** Sends a chunk; only call it while `busy < granted`. */
+  async send(chunk: HostChunk): Promise<void> {
+    this.inFlight.add(chunk);
+    this.usedLease = true;
+    const pool = this.pool ?? (await this.startPool());
+    // Closed (or lent out) while workerpool was loading: the chunk's call is over, or will resend.
+    if (pool === undefined || !this.inFlight.has(chunk)) return;
+    const on = (event: WorkerEvent) => this.onEvent(chunk, event);
+    const { request } = chunk;
+    const transfer = this.options.workerType === 'thread' ? transferList([request.items, request.setup]) : [];
+    let settled: PromiseLike<unknown>;
+    try {
+      settled = pool.exec(RUN_CHUNK, [request], { on, transfer });
+    } catch (error) {
+      this.finish(chunk, error);
+      return;
+    }
+    settled.then(
+      () => this.finish(chunk, undefined),
+      (error: unknown) => this.finish(chunk, error),
+    );
+  }
+
+  private finish(chunk: HostChunk, error: unknown): void {
+    if (!this.inFlight.delete(chunk)) return;
+    chunk.channel.settled(chunk, error);
+    this.lendIfIdle();
+    this.applyHold();
+  }
+
+  private onEvent(chunk: HostChunk, event: WorkerEvent): void {
+    switch (event.kind) {
+      case 'took':
+        this.adoptChunk(chunk, event.worker);
+        return;
+      case 'started':
+        chunk.reported = event.at + 1;
+        return;
+      case 'reply':
+        chunk.reply = event.reply;
+        return;
+    }
+  }
+
+  /** Finds the worker a chunk went to, from the id it reported. */
+  workerOf(chunk: HostChunk): WorkerHandle | undefined {
+    if (chunk.worker !== undefined) return chunk.worker;
+    const id = chunk.request.progress?.[1];
+    if (id !== undefined && id !== 0) this.adoptChunk(chunk, id);
+    return chunk.worker;
+  }
+
+  private adoptChunk(chunk: HostChunk, workerId: number): void {
+    for (const handle of this.handles) {
+      if (handle.id() === workerId) {
+        chunk.worker = handle;
+        this.lastChunk.set(handle, chunk);
+        return;
+      }
+    }
+  }
+
+  /** Stops the worker running `chunk` at once (a timeout, or its call is ending). */
+  stopChunk(chunk: HostChunk): void {
+    this.workerOf(chunk)?.kill();
+  }
+
+  /** Chunks of `channel` on their way. */
+  chunksOf(channel: CallChannel): HostChunk[] {
+    return [...this.inFlight].filter((chunk) => chunk.channel === channel);
+  }
+
+  hold(waiting: boolean): void {
+    if (this.held === waiting || this.closed) return;
+    this.held = waiting;
+    this.applyHold();
+    if (!waiting) this.lendIfIdle();
+  }
+
+  /**
+   * Workers keep the process alive while someone waits for this host's results, or while another
+   * call waits for workers that this one will hand back: a chained call reading this one's results
+   * may be waiting for a worker, not for a result, and must not be left with nothing running.
+   */
+  private applyHold(): void {
+    const holding = this.held || this.closed || (this.inFlight.size > 0 && workerBudget.hasStarvedLease);
+    if (holding === this.holding) return;
+    this.holding = holding;
+    for (const handle of this.handles) handle.hold(holding);
+  }
+
+  /** Whether any call attached waits for results. */
+  anyWaiting(): boolean {
+    for (const channel of this.channels) if (channel.waiting) return true;
+    return false;
+  }
+
+  private async startPool(): Promise<WorkerpoolPool | undefined> {
+    // Loading workerpool costs several milliseconds: calls that never run in parallel skip it.
+    workerpoolModule ??= import('workerpool').then((module) => (module.default ?? module) as Workerpool);
+    const workerpool = await workerpoolModule;
+    workerpoolLoaded = workerpool;
+    if (this.closed || this.lease === undefined) return undefined;
+    if (this.pool !== undefined) return this.pool;
+    const { maxMemory, workerType, threadSetup } = this.options;
+    const threadOptions = {
+      execArgv: workerFlags(process.execArgv, 'thread'),
+      ...(maxMemory === undefined
+        ? {}
+        : { resourceLimits: { maxOldGenerationSizeMb: maxMemory, maxYoungGenerationSizeMb: Math.min(32, maxMemory) } }),
+      ...(threadSetup === undefined
+        ? {}
+        : { workerData: { parmapSetup: threadSetup }, transferList: [] as ArrayBuffer[] }),
+    };
+    const forkOptions = {
+      // Structured clone for process workers too, so Maps, Dates and BigInts survive.
+      serialization: 'advanced' as const,
+      execArgv: [
+        ...workerFlags(process.execArgv, 'process'),
+        ...(maxMemory === undefined ? [] : [`--max-old-space-size=${maxMemory}`]),
+      ],
+    };
+    this.pool = workerpool.pool(WORKER_SCRIPT, {
+      workerType,
+      maxWorkers: this.options.workers,
+      workerThreadOpts: threadOptions,
+      forkOpts: forkOptions,
+      workerTerminateTimeout: STOP_GRACE_MS,
+      onCreateWorker: () => {
+        claimNextWorker((handle) => this.adopt(handle));
+        return undefined;
+      },
+    });
+    return this.pool;
+  }
+
+  private adopt(handle: WorkerHandle): void {
+    this.handles.add(handle);
+    if (!this.holding) handle.hold(false);
+    handle.onEnd((ending) => {
+      const last = this.lastChunk.get(handle);
+      const running = [...this.inFlight].some((chunk) => this.workerOf(chunk) === handle);
+      if (!running && !handle.stoppedByUs && !this.closed && last !== undefined) {
+        // Told after the current event: the call may still be taking in that chunk's reply.
+        queueMicrotask(() => last.channel.idleWorkerDied(last.id, ending));
+      }
+    });
+    void handle.exited.then(() => this.handles.delete(handle));
+  }
+
+  /** Ends every worker: busy ones at once, idle ones told to stop (releasing their contexts). */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.stopping = true;
+    for (const chunk of this.inFlight) this.workerOf(chunk)?.kill();
+    this.inFlight.clear();
+    const handles = [...this.handles];
+    // Stopping workers hold the event loop until they have exited, whoever waits.
+    this.applyHold();
+    this.lease?.release();
+    this.lease = undefined;
+    await stopWorkers(this.pool, handles);
+  }
+}
+
+/**
+ * Ends a pool's workers and waits until each has exited. workerpool's own terminate is asked
+ * first (idle workers then release their contexts); a worker still there after the grace is killed.
+ */
+async function stopWorkers(pool: WorkerpoolPool | undefined, handles: readonly WorkerHandle[]): Promise<void> {
+  for (const handle of handles) handle.stoppedByUs = true;
+  void Promise.resolve(pool?.terminate(true)).catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, STOP_GRACE_MS + 500);
+  });
+  await Promise.race([Promise.all(handles.map((handle) => handle.exited)), grace]);
+  clearTimeout(timer);
+  for (const handle of handles) if (handle.ending === undefined) handle.kill();
+  await Promise.all(handles.map((handle) => handle.exited));
+}

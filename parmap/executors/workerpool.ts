@@ -1,0 +1,206 @@
+/**
+ * The executor for workerpool threads and processes: one call's view of a {@link WorkerHost}.
+ * It encodes each chunk (an item that cannot be sent is named here), attaches the call's set-up
+ * while some worker may lack it, and turns what workerpool and the worker say into one
+ * {@link ChunkOutcome} per chunk.
+ */
+import { ParmapError, ParmapScopeError, rebuildThrown } from '../errors.js';
+import type { ChunkReply, ChunkRequest, SetupFailure } from '../protocol.js';
+import { decode, encode, type Payload } from '../transfer.js';
+import type { ChunkOutcome, ChunkTask, Executor, ExecutorListener, WorkerEnding } from './executor.js';
+import { type CallChannel, type HostChunk, isWorkerTermination, type WorkerHost } from './worker-host.js';
+
+export interface CallOptions {
+  readonly setupId: string;
+  /** The encoded set-up, attached to chunks while some worker may not have it. */
+  readonly setup: Payload;
+  /** Threads of this host got the set-up with their start: never attach it. */
+  readonly setupWithStart: boolean;
+  readonly workerType: 'thread' | 'process';
+  readonly maxMemory: number | undefined;
+  /** The host serves this call alone: closing the call closes it. */
+  readonly ownsHost: boolean;
+}
+
+export class WorkerpoolExecutor implements Executor, CallChannel {
+  private readonly chunks = new Map<number, HostChunk>();
+  /** Workers known to hold this call's set-up. */
+  private readonly workersSetUp = new Set<number>();
+  private closing: Promise<void> | undefined;
+  waiting = true;
+  readonly stoppable = true;
+
+  constructor(
+    private readonly host: WorkerHost,
+    private readonly options: CallOptions,
+    private readonly listener: ExecutorListener,
+  ) {
+    host.attach(this);
+  }
+
+  /** A fair share of the host's granted workers, less those other calls are using. */
+  get capacity(): number {
+    const { granted, busy } = this.host;
+    if (granted === 0 || this.closing !== undefined) return 0;
+    const share = Math.max(1, Math.ceil(granted / this.host.callCount));
+    return Math.min(share, granted - busy + this.chunks.size);
+  }
+
+  submit(task: ChunkTask): void {
+    let items: Payload;
+    try {
+      items = encode(task.items);
+    } catch (error) {
+      const at = firstUnsendable(task.items);
+      queueMicrotask(() => this.listener.outcome(task.id, { kind: 'unsendable', at, cause: error }));
+      return;
+    }
+    this.send(task.id, items, false);
+  }
+
+  private send(id: number, items: Payload, forceSetup: boolean): void {
+    const { workerType, setupWithStart } = this.options;
+    const needsSetup =
+      forceSetup || (!setupWithStart && this.workersSetUp.size < Math.max(this.host.granted, this.host.workerCount));
+    const request: ChunkRequest = {
+      setupId: this.options.setupId,
+      setup: needsSetup ? this.options.setup : undefined,
+      items,
+      progress: workerType === 'thread' ? new Int32Array(new SharedArrayBuffer(8)) : undefined,
+    };
+    const chunk: HostChunk = { request, channel: this, id, worker: undefined, reported: 0, reply: undefined };
+    this.chunks.set(id, chunk);
+    void this.host.send(chunk);
+  }
+
+  settled(chunk: HostChunk, error: unknown): void {
+    if (this.chunks.get(chunk.id) !== chunk || this.closing !== undefined) return;
+    this.chunks.delete(chunk.id);
+    const worker = this.host.workerOf(chunk);
+    const { reply } = chunk;
+    if (error === undefined && reply?.kind === 'notSetUp') {
+      // A worker that joined late: send the chunk again, with the set-up this time.
+      this.send(chunk.id, chunk.request.items, true);
+      return;
+    }
+    if (error === undefined && reply !== undefined && worker !== undefined) this.workersSetUp.add(worker.id());
+    this.listener.outcome(chunk.id, this.outcomeOf(chunk, error));
+  }
+
+  private outcomeOf(chunk: HostChunk, error: unknown): ChunkOutcome {
+    const { reply } = chunk;
+    if (error === undefined) {
+      if (reply === undefined) return failed('a worker finished a chunk without replying');
+      return outcomeOfReply(reply);
+    }
+    const worker = this.host.workerOf(chunk);
+    const started = this.startedOf(chunk);
+    if (worker?.ending !== undefined) return { kind: 'lost', ending: this.ending(worker.ending), started };
+    if (worker === undefined || isWorkerTermination(error)) {
+      // The worker ended before it took the chunk (or before anything said how it ended).
+      return { kind: 'lost', ending: {}, started: worker === undefined ? 0 : started };
+    }
+    return failed(`the worker pool failed: ${error instanceof Error ? error.message : String(error)}`, error);
+  }
+
+  /** A process over its heap limit is ended by V8 with an abort, not an error it could report. */
+  private ending(ending: WorkerEnding): WorkerEnding {
+    if (this.options.maxMemory === undefined || ending.outOfMemory) return ending;
+    const aborted =
+      ending.signal === 'SIGABRT' || ending.signal === 'SIGTRAP' || ending.exitCode === 134 || ending.exitCode === 133;
+    return aborted ? { ...ending, outOfMemory: true } : ending;
+  }
+
+  private startedOf(chunk: HostChunk): number | undefined {
+    const { progress } = chunk.request;
+    if (progress !== undefined) return Atomics.load(progress, 0);
+    return chunk.reported > 0 || chunk.worker === undefined ? chunk.reported : undefined;
+  }
+
+  idleWorkerDied(id: number, ending: WorkerEnding): void {
+    if (this.closing === undefined) this.listener.workerDiedAfter(id, this.ending(ending));
+  }
+
+  capacityChanged(): void {
+    this.listener.capacityChanged();
+  }
+
+  started(id: number): number | undefined {
+    const chunk = this.chunks.get(id);
+    if (chunk === undefined) return undefined;
+    const { progress } = chunk.request;
+    // A process reports each item's start only when the call has a timeout.
+    return progress !== undefined ? Atomics.load(progress, 0) : chunk.reported;
+  }
+
+  stop(id: number): void {
+    const chunk = this.chunks.get(id);
+    if (chunk !== undefined) this.host.stopChunk(chunk);
+  }
+
+  hold(waiting: boolean): void {
+    this.waiting = waiting;
+    this.host.hold(this.host.anyWaiting());
+  }
+
+  want(): void {
+    this.host.ensureLease();
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.waiting = false;
+    // Workers still running this call's chunks are ended, so they cannot hold a shared pool up.
+    for (const chunk of this.chunks.values()) this.host.stopChunk(chunk);
+    this.chunks.clear();
+    this.host.detach(this);
+    if (this.options.ownsHost) await this.host.close();
+  }
+}
+
+function outcomeOfReply(reply: ChunkReply): ChunkOutcome {
+  switch (reply.kind) {
+    case 'done':
+      return { kind: 'done', values: decode(reply.values) as unknown[], ms: reply.ms, failures: reply.failures };
+    case 'threw':
+      return {
+        kind: 'threw',
+        at: reply.at,
+        thrown: rebuildThrown(reply.thrown),
+        before: reply.before === undefined ? undefined : (decode(reply.before) as unknown[]),
+      };
+    case 'uncloneable':
+      return reply;
+    case 'setupFailed':
+      return { kind: 'failed', error: setupError(reply) };
+    case 'notSetUp':
+      return failed('a worker did not receive the set-up of the call');
+  }
+}
+
+function failed(message: string, cause?: unknown): ChunkOutcome {
+  return { kind: 'failed', error: new ParmapError(`parmap: ${message}`, cause === undefined ? undefined : { cause }) };
+}
+
+/** The error a worker's failed set-up becomes. */
+export function setupError(failure: SetupFailure): ParmapError {
+  if (failure.missing.length > 0) return new ParmapScopeError(failure.missing);
+  return new ParmapError(`parmap: a worker could not prepare the call: ${failure.problem ?? 'its set-up failed'}`, {
+    cause: failure.thrown === undefined ? undefined : rebuildThrown(failure.thrown),
+  });
+}
+
+function firstUnsendable(items: readonly unknown[]): number {
+  for (let at = 0; at < items.length; at++) {
+    try {
+      encode(items[at]);
+    } catch {
+      return at;
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,192 @@
+/**
+ * Turns a checked call into what runs it: the function's set-up for workers (its source text or
+ * module, scope, args, kwargs, context), encoded once, and the executor a run will drive. Shared
+ * by `parmap()` and `pool.map()`, so both check and prepare a call the same way.
+ */
+import { existsSync } from 'node:fs';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { ExecutorListener } from '../executors/executor.js';
+import { type InlineCall, InlineExecutor } from '../executors/inline.js';
+import { WorkerHost } from '../executors/worker-host.js';
+import { WorkerpoolExecutor } from '../executors/workerpool.js';
+import type { Job } from '../job.js';
+import type { CallSetup, FunctionRef, ModuleFunction } from '../protocol.js';
+import { CallRun, type ExecutorFactory } from '../scheduler/run.js';
+import { takeInput } from '../scheduler/input.js';
+import { resolveFromCaller } from '../worker/resolve.js';
+import { encode, type Payload } from '../transfer.js';
+import { buildFunctionCode, checkFreeNames, holdsCode } from './function-code.js';
+import type { FunctionFromModule } from './options.js';
+
+type AnyFunction = (...args: unknown[]) => unknown;
+type Callable = ((...args: never[]) => unknown) | FunctionFromModule;
+
+let setupCount = 0;
+
+/** Where a call's workers come from: a host of its own, or a pool's. */
+export type Placement =
+  | { readonly kind: 'own' }
+  | { readonly kind: 'pool'; readonly host: WorkerHost; readonly workerType: 'thread' | 'process' };
+
+/**
+ * Everything done at the call itself, before any await: checks, the input's iterator taken, the
+ * function prepared. Returns the run's factory; nothing starts until the result is consumed.
+ */
+export function prepareRun<R>(
+  fn: Callable,
+  items: Iterable<unknown> | AsyncIterable<unknown>,
+  job: Job,
+  callerFile: string,
+  placement: Placement,
+): () => CallRun<R> {
+  const createExecutor: ExecutorFactory =
+    job.inThisThread && placement.kind === 'own'
+      ? inlineExecutor(fn, job, callerFile)
+      : workerExecutor(fn, job, callerFile, placement);
+  const input = takeInput(items);
+  return () => new CallRun<R>(input, job, createExecutor);
+}
+
+function inlineExecutor(fn: Callable, job: Job, callerFile: string): ExecutorFactory {
+  const call: InlineCall = {
+    fn: typeof fn === 'function' ? (fn as AnyFunction) : moduleRef(fn, callerFile, 'fn'),
+    context: localRef(job.context, callerFile, 'context'),
+    teardown: localRef(job.teardown, callerFile, 'teardown'),
+    callerFile,
+    shape: job.shape,
+    onError: job.onError,
+    timeout: job.timeout,
+  };
+  return (listener) => new InlineExecutor(call, listener);
+}
+
+function localRef(ref: Callable | undefined, callerFile: string, role: string): AnyFunction | ModuleFunction | undefined {
+  if (ref === undefined || typeof ref === 'function') return ref as AnyFunction | undefined;
+  return moduleRef(ref, callerFile, role);
+}
+
+function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: Placement): ExecutorFactory {
+  const setup: CallSetup = {
+    id: `${process.pid}.${++setupCount}`,
+    fn: functionRef(fn, job, callerFile, 'fn'),
+    context: job.context === undefined ? undefined : functionRef(job.context, job, callerFile, 'context'),
+    teardown: job.teardown === undefined ? undefined : functionRef(job.teardown, job, callerFile, 'teardown'),
+    callerFile,
+    shape: job.shape,
+    onError: job.onError,
+    concurrency: 1,
+    reportStarts: job.workerType === 'process' && job.timeout !== undefined,
+  };
+  const payload = encodeSetup(setup, job);
+  const known = job.knownLength;
+  // No more workers than items, when the number of items is known.
+  const workers = known === undefined ? job.n : Math.max(1, Math.min(job.n, known));
+  return (listener: ExecutorListener) => {
+    if (placement.kind === 'pool') {
+      return new WorkerpoolExecutor(
+        placement.host,
+        {
+          setupId: setup.id,
+          setup: payload,
+          setupWithStart: false,
+          workerType: placement.workerType,
+          maxMemory: job.maxMemory,
+          ownsHost: false,
+        },
+        listener,
+      );
+    }
+    const threads = job.workerType === 'thread';
+    const host = new WorkerHost({
+      workers,
+      workerType: job.workerType,
+      maxMemory: job.maxMemory,
+      threadSetup: threads ? payload : undefined,
+    });
+    return new WorkerpoolExecutor(
+      host,
+      {
+        setupId: setup.id,
+        setup: payload,
+        setupWithStart: threads,
+        workerType: job.workerType,
+        maxMemory: job.maxMemory,
+        ownsHost: true,
+      },
+      listener,
+    );
+  };
+}
+
+/** fn (or context, teardown) as a worker will get it; refuses at once what cannot be sent. */
+function functionRef(value: Callable, job: Job, callerFile: string, role: string): FunctionRef {
+  if (typeof value !== 'function') return moduleRef(value, callerFile, role);
+  const code = buildFunctionCode(value as (...args: never[]) => unknown, job.scope);
+  checkFreeNames(code.freeNames, (name) => name in globalThis);
+  return code;
+}
+
+/**
+ * `{ module, export }` as a worker will import it. A file that does not exist, or a package the
+ * caller cannot resolve, fails here, before any worker starts.
+ */
+function moduleRef(value: FunctionFromModule, callerFile: string, role: string): ModuleFunction {
+  const exportName = value.export ?? 'default';
+  const given = value.module instanceof URL ? value.module.href : value.module;
+  let specifier: string;
+  if (given.startsWith('file:')) specifier = given;
+  else if (isAbsolute(given)) specifier = pathToFileURL(given).href;
+  else if (given.startsWith('./') || given.startsWith('../')) specifier = pathToFileURL(resolvePath(callerFile, '..', given)).href;
+  else {
+    try {
+      resolveFromCaller(given, callerFile);
+    } catch (error) {
+      throw new TypeError(
+        `\`${role}.module\` names the package ${JSON.stringify(given)}, which cannot be found from ${callerFile}: install it, or give a path or a file: URL`,
+        { cause: error },
+      );
+    }
+    return { kind: 'module', specifier: given, exportName };
+  }
+  const path = fileURLToPath(specifier);
+  if (!existsSync(path)) {
+    throw new TypeError(`\`${role}.module\` is ${JSON.stringify(given)}, but there is no file at ${path}`);
+  }
+  return { kind: 'module', specifier, exportName };
+}
+
+/** Encodes the set-up once; a value that cannot be sent is named by its option. */
+function encodeSetup(setup: CallSetup, job: Job): Payload {
+  const parts: [string, unknown][] = [
+    ['args', job.shape.args],
+    ['kwargs', job.shape.kwargs],
+    ...Object.entries(setup.fn.kind === 'source' ? setup.fn.scopeData : {}).map(
+      ([name, value]): [string, unknown] => [`scope.${name}`, value],
+    ),
+  ];
+  for (const [name, value] of parts.slice(0, 2)) {
+    if (holdsCode(value)) {
+      throw new TypeError(
+        `\`${name}\` holds a function or a symbol, which cannot be sent to workers: pass functions in \`scope\`, or use n: 1`,
+      );
+    }
+  }
+  try {
+    return encode(setup);
+  } catch (error) {
+    const culprit = parts.find(([, value]) => {
+      try {
+        encode(value);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    throw new TypeError(
+      `\`${culprit?.[0] ?? 'args'}\` cannot be sent to workers (${error instanceof Error ? error.message : String(error)}). ` +
+        'Values cross by structured clone: pass plain data (functions go in scope), or use n: 1.',
+      { cause: error },
+    );
+  }
+}

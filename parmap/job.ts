@@ -1,0 +1,30 @@
+/**
+ * A call turned into a plain description, made once by the front (where every check happens) and
+ * read by the scheduler and the executors.
+ */
+import type { FunctionFromModule, ProgressDisplayOptions, ProgressInfo } from './front/options.js';
+import type { CallShape } from './protocol.js';
+
+/** A call's options after checking, with defaults filled in: what the scheduler works from. */
+export interface Job {
+  readonly n: number;
+  readonly inThisThread: boolean;
+  readonly ordered: boolean;
+  readonly chunksize: number | 'auto';
+  readonly shape: CallShape;
+  readonly scope: Readonly<Record<string, unknown>> | undefined;
+  readonly workerType: 'thread' | 'process';
+  readonly total: number | undefined;
+  /** The input's own length or size (not the `total` option), when it has one. */
+  readonly knownLength: number | undefined;
+  readonly progress: boolean | string | ProgressDisplayOptions | ((progress: ProgressInfo) => void);
+  readonly signal: AbortSignal | undefined;
+  readonly retries: number;
+  readonly timeout: number | undefined;
+  readonly onError: 'throw' | 'return';
+  readonly maxMemory: number | undefined;
+  readonly context: (() => unknown) | FunctionFromModule | undefined;
+  readonly teardown: ((value: never) => unknown) | FunctionFromModule | undefined;
+  /** Throws a TypeError naming the item when it has the wrong shape for `star` / `kwstar`. */
+  readonly checkItem: (item: unknown, index: number) => void;
+}

@@ -1,0 +1,120 @@
+/**
+ * Every message between the main side and a worker, defined once and imported by both sides, so
+ * a message cannot be misspelt on one side only. Workers are reached through workerpool: a chunk
+ * is one `exec('runChunk', [request])`, and the worker answers with events (`workerEmit`) rather
+ * than a return value, because sending is then a call the worker makes itself and a result that
+ * cannot be cloned is caught there, with its item.
+ */
+import type { ThrownReport } from './errors.js';
+import type { Payload } from './transfer.js';
+
+/** How an item becomes `fn`'s arguments. */
+export interface CallShape {
+  readonly star: boolean;
+  readonly kwstar: boolean;
+  readonly args: readonly unknown[];
+  readonly kwargs: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** A function sent as its source text: a body that returns it, with the scope it needs. */
+export interface SourceFunction {
+  readonly kind: 'source';
+  /** A function body that declares the scope values holding code, and returns the function. */
+  readonly body: string;
+  /** Variables the body uses without declaring them: globals, helpers, or missing ones. */
+  readonly freeNames: readonly string[];
+  /** Scope values that are plain data, given to the body as parameters. */
+  readonly scopeData: Readonly<Record<string, unknown>>;
+  /** Free names that are coverage counters put in by an instrumenting tool: given a sink. */
+  readonly coverageCounters: readonly string[];
+}
+
+/** A function a worker imports from a module: `(await import(url))[exportName]`. */
+export interface ModuleFunction {
+  readonly kind: 'module';
+  /** A `file:` URL or a package name, resolved from the caller's file. */
+  readonly specifier: string;
+  readonly exportName: string;
+}
+
+export type FunctionRef = SourceFunction | ModuleFunction;
+
+/** Everything a worker needs for one call, sent once per worker per call. */
+export interface CallSetup {
+  /** Unique within the calling process: workers keep set-ups by it. */
+  readonly id: string;
+  readonly fn: FunctionRef;
+  /** Runs once per worker before its first item; its value is passed to fn. */
+  readonly context: FunctionRef | undefined;
+  /** Runs once per worker with the context value when the worker shuts down. */
+  readonly teardown: FunctionRef | undefined;
+  /** The file that called parmap: `require`, `import()` and `__dirname` inside fn resolve from it. */
+  readonly callerFile: string;
+  readonly shape: CallShape;
+  /** `'return'`: an item that fails is reported and the chunk goes on; `'throw'`: the chunk stops. */
+  readonly onError: 'throw' | 'return';
+  /** Items of one chunk in flight at once inside a worker (async functions overlap their waits). */
+  readonly concurrency: number;
+  /** Send an event as each item starts (process workers with a timeout; threads share a counter). */
+  readonly reportStarts: boolean;
+}
+
+/** One chunk for a worker: `exec('runChunk', [request])`. */
+export interface ChunkRequest {
+  readonly setupId: string;
+  /** The encoded {@link CallSetup}, attached while some worker may not have it yet. */
+  readonly setup: Payload | undefined;
+  readonly items: Payload;
+  /**
+   * Threads only: shared with the main side. `[0]` counts the items of this chunk that have
+   * started, `[1]` holds the thread's id, so the main side knows what runs where.
+   */
+  readonly progress: Int32Array | undefined;
+}
+
+/** An item of a chunk that failed while the chunk went on (`onError: 'return'`). */
+export interface ItemFailure {
+  readonly at: number;
+  /** What fn threw, or `undefined` when the result could not be sent back. */
+  readonly thrown?: ThrownReport;
+  /** Why the result could not be sent back. */
+  readonly uncloneable?: string;
+}
+
+/** Why a worker could not prepare a call. */
+export interface SetupFailure {
+  /** Free variables of fn the worker cannot provide. */
+  readonly missing: readonly string[];
+  /** What went wrong otherwise: the module, the export, the context, evaluating the scope. */
+  readonly problem?: string;
+  readonly thrown?: ThrownReport;
+}
+
+/** What a worker says about a chunk. `at` is the position within the chunk. */
+export type ChunkReply =
+  | {
+      readonly kind: 'done';
+      readonly values: Payload;
+      readonly ms: number;
+      readonly failures?: readonly ItemFailure[];
+    }
+  | { readonly kind: 'threw'; readonly at: number; readonly thrown: ThrownReport; readonly before?: Payload }
+  | { readonly kind: 'uncloneable'; readonly at: number; readonly message: string }
+  | { readonly kind: 'notSetUp' }
+  | ({ readonly kind: 'setupFailed' } & SetupFailure);
+
+/** Events a worker emits while it runs a chunk. */
+export type WorkerEvent =
+  /** The worker took the chunk: `worker` is its pid (processes). */
+  | { readonly kind: 'took'; readonly worker: number }
+  /** Item `at` has started (only when `reportStarts`). */
+  | { readonly kind: 'started'; readonly at: number }
+  | { readonly kind: 'reply'; readonly reply: ChunkReply };
+
+/** What a thread gets with its start (`workerData`), when its pool serves a single call. */
+export interface ThreadStart {
+  readonly parmapSetup: Payload;
+}
+
+/** The worker-side method names, shared so a rename cannot miss one side. */
+export const RUN_CHUNK = 'runChunk';

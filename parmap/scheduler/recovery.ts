@@ -1,0 +1,108 @@
+/**
+ * What a lost chunk means: a worker ended (it crashed, was killed, ran out of memory, or was
+ * stopped for a timeout) while it held some items. Pure functions of the task and what is known
+ * of the loss, so every rule is unit-tested without a worker:
+ *
+ * - a task whose worker ended before starting it is sent again, without blame, a few times;
+ * - when the item that was running is known, only it is blamed: it is retried alone while
+ *   `retries` allows, else it fails; the items before and after it run again untouched;
+ * - when it is not known (a process worker, no timeout), with `retries` each item is re-run alone
+ *   without being charged, so the next loss names its item exactly; without `retries` every
+ *   held item fails at once, named together.
+ */
+
+/** Positions are places within the task's chunk; `attempts` counts tries charged so far. */
+export interface TaskTries {
+  readonly positions: readonly number[];
+  readonly attempts: number;
+  /** Times it went to a worker that ended before starting it. */
+  readonly deferrals: number;
+}
+
+export interface LossFacts {
+  /** Items of the task that had started (`undefined`: not known). */
+  readonly started: number | undefined;
+  /** The place (within the task) of an item that ran past its timeout, if that caused the loss. */
+  readonly timedOutAt: number | undefined;
+}
+
+export type LossPlan =
+  /** Run these tasks again (ahead of new chunks). */
+  | { readonly kind: 'retry'; readonly tasks: readonly TaskTries[] }
+  /**
+   * Item `at` (a place within the task; `undefined`: not known, every item) failed after
+   * `attempts` tries; the `tasks` run again.
+   */
+  | {
+      readonly kind: 'blame';
+      readonly at: number | undefined;
+      readonly attempts: number;
+      readonly tasks: readonly TaskTries[];
+    };
+
+/** Deaths before a task starts that are not counted against it; past them, they count. */
+export const MAX_DEFERRALS = 3;
+
+export function planLoss(task: TaskTries, facts: LossFacts, retries: number): LossPlan {
+  const { positions } = task;
+  if (facts.started === 0 && facts.timedOutAt === undefined && task.deferrals < MAX_DEFERRALS) {
+    return { kind: 'retry', tasks: [{ ...task, deferrals: task.deferrals + 1 }] };
+  }
+  const culprit = culpritOf(positions.length, facts);
+  const attempts = task.attempts + 1;
+  if (culprit === undefined) {
+    if (retries === 0) return { kind: 'blame', at: undefined, attempts, tasks: [] };
+    // Alone, each item's next loss names it; nobody is charged for not knowing.
+    return {
+      kind: 'retry',
+      tasks: positions.map((position) => ({ positions: [position], attempts: task.attempts, deferrals: 0 })),
+    };
+  }
+  const untouched = [positions.slice(0, culprit), positions.slice(culprit + 1)]
+    .filter((part) => part.length > 0)
+    .map((part) => ({ positions: part, attempts: task.attempts, deferrals: 0 }));
+  if (attempts > retries) return { kind: 'blame', at: culprit, attempts, tasks: untouched };
+  const again = { positions: [positions[culprit] as number], attempts, deferrals: 0 };
+  return { kind: 'retry', tasks: [again, ...untouched] };
+}
+
+/** The place of the item that was running, when it can be told. */
+export function culpritOf(count: number, facts: LossFacts): number | undefined {
+  if (facts.timedOutAt !== undefined) return facts.timedOutAt;
+  if (count === 1) return 0;
+  if (facts.started !== undefined && facts.started > 0) return Math.min(facts.started, count) - 1;
+  return undefined;
+}
+
+/** A running task as the timeout watch sees it. */
+export interface TimeoutWatch {
+  /** Items started, as last seen. */
+  seen: number;
+  /** When `seen` last changed (ms). */
+  changedAt: number;
+  /** Set once the task's running item is found past the timeout. */
+  timedOutAt: number | undefined;
+}
+
+/**
+ * Updates a watch with the items started now; returns the place of the item to stop for running
+ * past `timeout` (an item whose start was seen more than `timeout` ago, with none started since).
+ */
+export function checkTimeout(
+  watch: TimeoutWatch,
+  started: number | undefined,
+  now: number,
+  timeout: number,
+): number | undefined {
+  if (started === undefined || watch.timedOutAt !== undefined) return undefined;
+  if (started !== watch.seen) {
+    watch.seen = started;
+    watch.changedAt = now;
+    return undefined;
+  }
+  if (started > 0 && now - watch.changedAt > timeout) {
+    watch.timedOutAt = started - 1;
+    return watch.timedOutAt;
+  }
+  return undefined;
+}

@@ -1,0 +1,447 @@
+/**
+ * A call from start to finish, driving one executor: input → feeder → executor → (reorder) →
+ * caller, handed over a chunk of results at a time. It owns the policy: what a failing item, a
+ * lost chunk, a timeout mean (see recovery.ts for the rules), and in which order results and the
+ * first error reach the caller. `close()` is the single way out: it stops the feeder, closes the
+ * input, closes the executor, removes the abort listener and ends the progress display.
+ */
+import {
+  AbortError,
+  ParmapCloneError,
+  ParmapTaskError,
+  ParmapTimeoutError,
+  ParmapWorkerError,
+  rebuildThrown,
+} from '../errors.js';
+import type { ChunkOutcome, Executor, ExecutorListener, WorkerEnding } from '../executors/executor.js';
+import type { Job } from '../job.js';
+import { ChunkSizer } from './chunking.js';
+import { type Chunk, Feeder } from './feeder.js';
+import type { TakenInput } from './input.js';
+import { itemErrorOf, lossError } from './item-errors.js';
+import { ProgressTracker } from './progress.js';
+import { checkTimeout, planLoss, type TaskTries, type TimeoutWatch } from './recovery.js';
+import { ReorderBuffer } from './reorder.js';
+import { type ChunkRun, finishProgress } from './result.js';
+
+/** A chunk's results as they come in; complete when `remaining` is 0. */
+interface ChunkResults {
+  readonly chunk: Chunk;
+  values: unknown[];
+  remaining: number;
+  failures: number;
+}
+
+/** Work for the executor: some items of a chunk, with the tries they have had. */
+interface Task extends TaskTries {
+  readonly id: number;
+  readonly results: ChunkResults;
+  /** Every item of the chunk, in order: the reply's array can be taken as it is. */
+  readonly whole: boolean;
+}
+
+interface RunningTask {
+  readonly task: Task;
+  readonly watch: TimeoutWatch;
+}
+
+/** A failure on its way to the caller. */
+interface Failure {
+  readonly error: unknown;
+  /**
+   * The chunk it belongs to: in an ordered call the results of every earlier chunk reach the
+   * caller first. `undefined`: it ends the call at once (an abort, a broken progress callback).
+   */
+  readonly sequence: number | undefined;
+  /** The results of the failing chunk before the failing item. */
+  readonly prefix: readonly unknown[];
+}
+
+/** Chunks fed beyond those running, per chunk the executor can run, so workers never wait. */
+const WAITING_PER_SLOT = 1;
+
+/** How many finished tasks are remembered, to name items when a worker dies after them. */
+const RECENT_TASKS = 64;
+
+export type ExecutorFactory = (listener: ExecutorListener) => Executor;
+
+export class CallRun<R> implements ChunkRun<R> {
+  private executor: Executor | undefined;
+  private feeder: Feeder | undefined;
+  private readonly sizer: ChunkSizer;
+  private readonly reorder = new ReorderBuffer<R[]>();
+  private readonly ready: R[][] = [];
+  private progress: ProgressTracker | undefined;
+  /** Chunks fed and not yet taken by the caller. */
+  private unconsumed = 0;
+  private readonly retryQueue: Task[] = [];
+  private readonly running = new Map<number, RunningTask>();
+  private readonly recent = new Map<number, Task>();
+  private nextTaskId = 0;
+  private watchdog: NodeJS.Timeout | undefined;
+  private inputEnded = false;
+  /** Every result has been handed to the caller. */
+  private completed = false;
+  private failure: Failure | undefined;
+  /** The failure has been thrown to the caller; the call is over. */
+  private failed = false;
+  private closed = false;
+  private started: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private readonly onAbort = (): void =>
+    this.fail({ error: new AbortError(this.job.signal?.reason), sequence: undefined, prefix: [] });
+
+  constructor(
+    private readonly input: TakenInput,
+    private readonly job: Job,
+    private readonly createExecutor: ExecutorFactory,
+  ) {
+    this.sizer = new ChunkSizer(job.chunksize, job.n, job.total);
+  }
+
+  private async start(): Promise<void> {
+    const { signal } = this.job;
+    if (signal?.aborted) throw new AbortError(signal.reason);
+    signal?.addEventListener('abort', this.onAbort, { once: true });
+    this.progress = await ProgressTracker.start(this.job);
+    if (this.closed || this.failure !== undefined) return;
+    this.executor = this.createExecutor({
+      outcome: (id, outcome) => this.onOutcome(id, outcome),
+      workerDiedAfter: (id, ending) => this.onLateDeath(id, ending),
+      capacityChanged: () => this.pump(),
+    });
+    this.feeder = Feeder.for(this.input, this.sizer, this.job.checkItem, {
+      hasRoom: () => this.hasRoom(),
+      submit: (chunk) => this.submitChunk(chunk),
+      fail: (error, sequence) => this.fail({ error, sequence, prefix: [] }),
+      ended: () => {
+        this.inputEnded = true;
+        this.notify();
+      },
+    });
+    this.feeder.pump();
+  }
+
+  private hasRoom(): boolean {
+    const capacity = this.executor?.capacity ?? 0;
+    if (capacity === 0) this.executor?.want();
+    return (
+      this.retryQueue.length === 0 &&
+      !this.closed &&
+      this.failure === undefined &&
+      this.running.size < capacity &&
+      this.unconsumed < capacity * (1 + WAITING_PER_SLOT)
+    );
+  }
+
+  async nextChunk(): Promise<R[] | undefined> {
+    this.executor?.hold(true);
+    try {
+      return await this.waitForChunk();
+    } finally {
+      this.executor?.hold(false);
+    }
+  }
+
+  private async waitForChunk(): Promise<R[] | undefined> {
+    this.started ??= this.start();
+    try {
+      await this.started;
+    } catch (error) {
+      this.failed = true;
+      this.failure ??= { error, sequence: undefined, prefix: [] };
+      throw error;
+    }
+    this.executor?.hold(true);
+    for (;;) {
+      if (this.failed) throw this.failure?.error;
+      if (this.closed) return undefined;
+      const chunk = this.takeReady();
+      if (chunk !== undefined) return chunk;
+      if (this.failure !== undefined && this.failureIsDue()) {
+        this.failed = true;
+        if (this.failure.prefix.length > 0) return this.failure.prefix as R[];
+        throw this.failure.error;
+      }
+      if (this.failure === undefined && this.inputEnded && this.unconsumed === 0) {
+        this.completed = true;
+        return undefined;
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
+  }
+
+  /** The next results the caller may have: in order when ordered, and none past a failure. */
+  private takeReady(): R[] | undefined {
+    let chunk: R[] | undefined;
+    if (this.job.ordered) {
+      const sequence = this.failure?.sequence;
+      if (this.failure !== undefined && (sequence === undefined || this.reorder.nextSequence >= sequence)) return;
+      chunk = this.reorder.takeNext();
+    } else {
+      if (this.failure !== undefined && this.failure.sequence === undefined) return;
+      chunk = this.ready.shift();
+    }
+    if (chunk === undefined) return undefined;
+    this.unconsumed--;
+    this.pump();
+    return chunk;
+  }
+
+  /** Whether everything that must reach the caller before the failure has. */
+  private failureIsDue(): boolean {
+    const sequence = this.failure?.sequence;
+    if (sequence === undefined || !this.job.ordered) return true;
+    return this.reorder.nextSequence >= sequence;
+  }
+
+  /** Keeps the executor busy: tasks to run again first, then new chunks from the feeder. */
+  private pump(): void {
+    const executor = this.executor;
+    if (executor === undefined || this.closed || this.failed) return;
+    if (this.retryQueue.length > 0 && executor.capacity === 0) executor.want();
+    while (this.retryQueue.length > 0 && this.running.size < executor.capacity) {
+      const task = this.retryQueue.shift() as Task;
+      // After a failure, only what comes before it in input order still matters.
+      if (this.failure === undefined || this.comesBeforeFailure(task)) this.startTask(task);
+    }
+    this.feeder?.pump();
+  }
+
+  private comesBeforeFailure(task: Task): boolean {
+    const sequence = this.failure?.sequence;
+    return this.job.ordered && sequence !== undefined && task.results.chunk.sequence < sequence;
+  }
+
+  private submitChunk(chunk: Chunk): void {
+    this.unconsumed++;
+    const results: ChunkResults = { chunk, values: [], remaining: chunk.items.length, failures: 0 };
+    const positions = chunk.items.map((_, position) => position);
+    this.startTask({ id: 0, results, positions, attempts: 0, deferrals: 0, whole: true });
+  }
+
+  private startTask(template: Task): void {
+    const task: Task = { ...template, id: this.nextTaskId++ };
+    const executor = this.executor as Executor;
+    const { chunk } = task.results;
+    const items = task.whole ? chunk.items : task.positions.map((position) => chunk.items[position]);
+    const start = chunk.start + (task.positions[0] ?? 0);
+    this.running.set(task.id, { task, watch: { seen: 0, changedAt: performance.now(), timedOutAt: undefined } });
+    if (this.job.timeout !== undefined && executor.stoppable) this.watch();
+    executor.submit({ id: task.id, start, items });
+  }
+
+  private onOutcome(id: number, outcome: ChunkOutcome): void {
+    const running = this.running.get(id);
+    if (running === undefined || this.closed || this.failed) return;
+    this.running.delete(id);
+    const { task } = running;
+    this.remember(task);
+    switch (outcome.kind) {
+      case 'done':
+        this.accept(task, outcome);
+        break;
+      case 'lost':
+        this.recover(task, outcome.ending, outcome.started, running.watch.timedOutAt);
+        break;
+      case 'failed':
+        this.fail({ error: outcome.error, sequence: undefined, prefix: [] });
+        return;
+      default:
+        this.itemFailed(
+          task,
+          outcome.at,
+          itemErrorOf(outcome, (at) => this.indexOf(task, at)),
+          true,
+          outcome.kind === 'threw' ? outcome.before : undefined,
+        );
+    }
+    this.pump();
+  }
+
+  private accept(task: Task, reply: Extract<ChunkOutcome, { kind: 'done' }>): void {
+    const { results } = task;
+    if (task.whole) {
+      results.values = reply.values;
+      if (task.attempts === 0) this.sizer.record(reply.values.length, reply.ms);
+    } else {
+      for (const [at, position] of task.positions.entries()) results.values[position] = reply.values[at];
+    }
+    for (const failure of reply.failures ?? []) {
+      const index = this.indexOf(task, failure.at);
+      const error =
+        failure.thrown !== undefined
+          ? itemErrorOf({ kind: 'threw', at: failure.at, thrown: rebuildThrown(failure.thrown) }, () => index)
+          : new ParmapCloneError(index, 'result', new Error(failure.uncloneable));
+      this.placeError(task, failure.at, error);
+    }
+    for (const failure of reply.localFailures ?? []) {
+      // The in-thread run's own timeout is already the item's error.
+      const { thrown } = failure;
+      const error = thrown instanceof ParmapTimeoutError ? thrown : new ParmapTaskError(this.indexOf(task, failure.at), thrown);
+      this.placeError(task, failure.at, error);
+    }
+    this.completeItems(results, reply.values.length);
+  }
+
+  /**
+   * Item `at` of the task failed. With `onError: 'return'` its error takes its place; otherwise
+   * the call fails, after the items before it (when ordered) and, if `rest`, the other items of
+   * the task run again.
+   */
+  private itemFailed(task: Task, at: number, error: unknown, rest: boolean, before?: readonly unknown[]): void {
+    if (this.job.onError === 'return') {
+      this.placeError(task, at, error);
+      this.completeItems(task.results, 1);
+      if (rest) this.requeueExcept(task, at);
+      return;
+    }
+    this.progress?.add(0, 1);
+    // An ordered stream yields the results before the failing item first: those of this chunk
+    // came with the failure when the task was the whole chunk.
+    const prefix = task.whole ? (before ?? []) : [];
+    this.fail({ error, sequence: task.results.chunk.sequence, prefix });
+  }
+
+  private requeueExcept(task: Task, at: number): void {
+    const rest = task.positions.filter((_, place) => place !== at);
+    if (rest.length > 0) this.retryQueue.push({ ...task, positions: rest, whole: false, deferrals: 0 });
+  }
+
+  private placeError(task: Task, at: number, error: unknown): void {
+    task.results.values[task.positions[at] as number] = error;
+    task.results.failures++;
+  }
+
+  /** A worker ended while it held the task: see recovery.ts. */
+  private recover(task: Task, ending: WorkerEnding, started: number | undefined, timedOutAt: number | undefined): void {
+    const plan = planLoss(task, { started, timedOutAt }, this.job.retries);
+    const again = (tries: TaskTries): Task => ({ ...task, ...tries, whole: false });
+    if (plan.kind === 'retry') {
+      this.retryQueue.push(...plan.tasks.map(again));
+      return;
+    }
+    const indices = task.positions.map((_, at) => this.indexOf(task, at));
+    const error = lossError(ending, {
+      indices,
+      index: plan.at === undefined ? undefined : this.indexOf(task, plan.at),
+      attempts: plan.attempts,
+      timeout: timedOutAt === undefined ? undefined : this.job.timeout,
+      maxMemory: this.job.maxMemory,
+    });
+    if (this.job.onError === 'throw') {
+      this.progress?.add(0, 1);
+      // The items before the lost one died with the worker: an ordered stream still owes them.
+      if (this.job.ordered && plan.at !== undefined && plan.at > 0) {
+        this.retryQueue.push(again({ positions: task.positions.slice(0, plan.at), attempts: task.attempts, deferrals: 0 }));
+      }
+      this.fail({ error, sequence: task.results.chunk.sequence, prefix: [] });
+      return;
+    }
+    const blamed = plan.at === undefined ? task.positions.map((_, at) => at) : [plan.at];
+    for (const at of blamed) this.placeError(task, at, error);
+    this.completeItems(task.results, blamed.length);
+    this.retryQueue.push(...plan.tasks.map(again));
+  }
+
+  /** A worker died on its own after running a task: something fn left running failed. */
+  private onLateDeath(id: number, ending: WorkerEnding): void {
+    const task = this.recent.get(id) ?? this.running.get(id)?.task;
+    if (task === undefined || this.closed || this.failed) return;
+    const indices = task.positions.map((_, at) => this.indexOf(task, at));
+    this.fail({
+      error: new ParmapWorkerError(indices, { ...ending, maxMemory: this.job.maxMemory }, { after: true }),
+      sequence: undefined,
+      prefix: [],
+    });
+  }
+
+  private remember(task: Task): void {
+    this.recent.set(task.id, task);
+    if (this.recent.size > RECENT_TASKS) this.recent.delete(this.recent.keys().next().value as number);
+  }
+
+  /** Counts `count` more items of a chunk as finished; a finished chunk goes to the caller. */
+  private completeItems(results: ChunkResults, count: number): void {
+    results.remaining -= count;
+    if (results.remaining > 0) return;
+    if (this.job.ordered) this.reorder.put(results.chunk.sequence, results.values as R[]);
+    else this.ready.push(results.values as R[]);
+    try {
+      this.progress?.add(results.chunk.items.length, results.failures);
+    } catch (error) {
+      this.fail({ error, sequence: undefined, prefix: [] });
+      return;
+    }
+    this.notify();
+  }
+
+  /** The input index of item `at` of a task. */
+  private indexOf(task: Task, at: number): number {
+    return task.results.chunk.start + (task.positions[at] as number);
+  }
+
+  /** Checks running tasks against `timeout`, and stops the worker of an item past it. */
+  private watch(): void {
+    if (this.watchdog !== undefined) return;
+    const timeout = this.job.timeout as number;
+    const period = Math.min(250, Math.max(5, timeout / 8));
+    this.watchdog = setInterval(() => {
+      const now = performance.now();
+      const executor = this.executor as Executor;
+      for (const [id, { watch }] of this.running) {
+        if (checkTimeout(watch, executor.started(id), now, timeout) !== undefined) executor.stop(id);
+      }
+      if (this.running.size === 0) {
+        clearInterval(this.watchdog);
+        this.watchdog = undefined;
+      }
+    }, period).unref();
+  }
+
+  /**
+   * Records a failure and stops feeding. The first failure in input order wins: an ordered call
+   * that fails at item 10 and then at item 3 reports item 3, as `Array.map` would.
+   */
+  private fail(failure: Failure): void {
+    if (this.closed || this.failed) return;
+    const current = this.failure;
+    if (current !== undefined) {
+      const earlier =
+        failure.sequence === undefined ||
+        (current.sequence !== undefined && this.job.ordered && failure.sequence < current.sequence);
+      if (!earlier) return;
+    }
+    this.failure = failure;
+    this.feeder?.close();
+    if (failure.sequence === undefined || !this.job.ordered) void this.executor?.close();
+    this.notify();
+    this.pump();
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closed = true;
+    this.notify();
+    clearInterval(this.watchdog);
+    this.job.signal?.removeEventListener('abort', this.onAbort);
+    this.feeder?.close();
+    // A start still loading sees `closed` and makes no executor.
+    await this.started?.catch(() => undefined);
+    await this.executor?.close();
+    finishProgress(this.progress, this.completed, this.failure);
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * The script every worker runs, a thread or a child process, registered with workerpool's
+ * documented `worker()`. It keeps the calls it has been set up for, compiles fn once per source,
+ * and runs each chunk it is given. Replies travel as events (`workerEmit`), so that a result that
+ * cannot be cloned is caught here, where its item is known.
+ */
+import { threadId, workerData } from 'node:worker_threads';
+import workerpool from 'workerpool';
+import { cloneProblem, firstUncloneable, reportThrown } from '../errors.js';
+import {
+  type CallSetup,
+  type ChunkReply,
+  type ChunkRequest,
+  type ItemFailure,
+  RUN_CHUNK,
+  type SetupFailure,
+  type ThreadStart,
+  type WorkerEvent,
+} from '../protocol.js';
+import { decode, encode } from '../transfer.js';
+import { type ItemThrew, runItems } from './chunk.js';
+import { type PreparedCall, prepareCall, releaseContexts } from './prepare.js';
+import { watchParent } from './watchdog.js';
+
+const inProcess = process.send !== undefined;
+
+/** Calls this worker is set up for, newest last; old ones are dropped past a few. */
+const calls = new Map<string, Promise<PreparedCall | SetupFailure>>();
+const CALLS_KEPT = 16;
+
+/** How long a worker may spend releasing context values when it is told to stop. */
+export const RELEASE_LIMIT_MS = 2_000;
+
+function emit(event: WorkerEvent): void {
+  workerpool.workerEmit(event);
+}
+
+function prepared(setupId: string, setup: CallSetup | undefined): Promise<PreparedCall | SetupFailure> | undefined {
+  let call = calls.get(setupId);
+  if (call === undefined && setup !== undefined) {
+    call = prepareCall(setup);
+    calls.set(setupId, call);
+    if (calls.size > CALLS_KEPT) calls.delete(calls.keys().next().value as string);
+  }
+  return call;
+}
+
+async function runChunk(request: ChunkRequest): Promise<void> {
+  const { progress } = request;
+  if (progress !== undefined) progress[1] = threadId;
+  else emit({ kind: 'took', worker: process.pid });
+  const call = prepared(request.setupId, request.setup === undefined ? undefined : (decode(request.setup) as CallSetup));
+  if (call === undefined) {
+    emit({ kind: 'reply', reply: { kind: 'notSetUp' } });
+    return;
+  }
+  const ready = await call;
+  if (!('invoke' in ready)) {
+    emit({ kind: 'reply', reply: { kind: 'setupFailed', ...ready } });
+    return;
+  }
+  const items = decode(request.items) as unknown[];
+  const onStart =
+    progress !== undefined
+      ? (at: number) => {
+          // A plain store: cheaper than Atomics.store here, and an aligned int32 never tears.
+          progress[0] = at + 1;
+        }
+      : ready.reportStarts
+        ? (at: number) => emit({ kind: 'started', at })
+        : undefined;
+  const outcome = await runItems(items, { invoke: ready.invoke, onError: ready.onError, onStart });
+  if (outcome.kind === 'threw') sendThrew(outcome.at, outcome.thrown, outcome.before);
+  else sendDone(outcome.values, outcome.ms, outcome.failures ?? [], ready.onError);
+}
+
+function sendThrew(at: number, thrown: unknown, before: unknown[]): void {
+  const report = reportThrown(thrown);
+  try {
+    emit({ kind: 'reply', reply: { kind: 'threw', at, thrown: report, before: encode(before) } });
+  } catch {
+    // The results before the failing item are a courtesy: without them the failure still goes.
+    emit({ kind: 'reply', reply: { kind: 'threw', at, thrown: report } });
+  }
+}
+
+/**
+ * Sends a chunk's results. A result that cannot be cloned is caught here and reported with its
+ * item; with `onError: 'return'` each such result becomes its item's failure and the others go.
+ */
+function sendDone(values: unknown[], ms: number, threw: ItemThrew[], onError: 'throw' | 'return'): void {
+  const failures: ItemFailure[] = threw.map(({ at, thrown }) => ({ at, thrown: reportThrown(thrown) }));
+  try {
+    emit({ kind: 'reply', reply: done(values, ms, failures) });
+    return;
+  } catch (error) {
+    if (onError === 'throw') {
+      const message = error instanceof Error ? error.message : String(error);
+      emit({ kind: 'reply', reply: { kind: 'uncloneable', at: firstUncloneable(values), message } });
+      return;
+    }
+  }
+  const kept = values.map((value, at) => {
+    const problem = cloneProblem(value);
+    if (problem === undefined) return value;
+    failures.push({ at, uncloneable: problem });
+    return undefined;
+  });
+  emit({ kind: 'reply', reply: done(kept, ms, failures) });
+}
+
+function done(values: unknown[], ms: number, failures: readonly ItemFailure[]): ChunkReply {
+  const payload = encode(values);
+  return failures.length === 0 ? { kind: 'done', values: payload, ms } : { kind: 'done', values: payload, ms, failures };
+}
+
+// A thread made for one call gets its set-up with its start, and prepares it before any chunk.
+const start = workerData as Partial<ThreadStart> | null;
+if (start !== null && typeof start === 'object' && start.parmapSetup !== undefined) {
+  const setup = decode(start.parmapSetup) as CallSetup;
+  prepared(setup.id, setup);
+}
+
+if (inProcess) watchParent();
+
+workerpool.worker(
+  { [RUN_CHUNK]: runChunk },
+  {
+    onTerminate: () => releaseContexts(RELEASE_LIMIT_MS),
+  },
+);

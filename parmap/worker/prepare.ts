@@ -1,0 +1,162 @@
+/**
+ * Turns a call's set-up into something a worker can run: fn compiled (once per worker for a given
+ * source) or imported from its module, the context value made (once per worker for a given
+ * context), and the per-item caller. Anything that goes wrong becomes a {@link SetupFailure} that
+ * says what, so the call fails before any item runs.
+ */
+import type { CallSetup, FunctionRef, SetupFailure, SourceFunction } from '../protocol.js';
+import { reportThrown } from '../errors.js';
+import { createInvoker, isThenable, NO_CONTEXT } from './invoke.js';
+import { importFromCaller } from './resolve.js';
+import { coverageCounter, isProvidedName, providedValue } from './prelude.js';
+
+type AnyFunction = (...args: unknown[]) => unknown;
+
+export interface PreparedCall {
+  readonly invoke: (item: unknown) => unknown;
+  readonly onError: 'throw' | 'return';
+  readonly reportStarts: boolean;
+}
+
+const compiled = new Map<string, AnyFunction>();
+
+/** Context values made in this worker, by context source: a pool reuses them across calls. */
+const contexts = new Map<string, { readonly value: unknown; readonly teardown: AnyFunction | undefined }>();
+
+/** Names free in fn that this worker cannot provide. */
+export function missingNames(code: SourceFunction): string[] {
+  return code.freeNames.filter((name) => !isProvidedName(name) && !(name in globalThis));
+}
+
+/** Compiles (or imports) a function reference. Throws with a message saying which part failed. */
+export async function loadFunction(ref: FunctionRef, callerFile: string, role: string): Promise<AnyFunction> {
+  if (ref.kind === 'module') return loadModuleFunction(ref.specifier, ref.exportName, callerFile, role);
+  const names = Object.keys(ref.scopeData);
+  const values = Object.values(ref.scopeData);
+  for (const name of ref.freeNames) {
+    if (isProvidedName(name)) {
+      names.push(name);
+      values.push(providedValue(name, callerFile));
+    }
+  }
+  for (const name of ref.coverageCounters) {
+    names.push(name);
+    values.push(coverageCounter);
+  }
+  const key = `${names.join(',')}\n${ref.body}`;
+  let factory = compiled.get(key);
+  if (factory === undefined) {
+    factory = new Function(...names, ref.body) as AnyFunction;
+    compiled.set(key, factory);
+  }
+  return factory(...values) as AnyFunction;
+}
+
+/** Imports `exportName` of a module and checks it is a function. */
+export async function loadModuleFunction(
+  specifier: string,
+  exportName: string,
+  callerFile: string,
+  role: string,
+): Promise<AnyFunction> {
+  let namespace: Record<string, unknown>;
+  try {
+    namespace = (await importFromCaller(callerFile)(specifier)) as Record<string, unknown>;
+  } catch (error) {
+    throw new SetupProblem(`the module ${JSON.stringify(specifier)} of ${role} could not be imported`, error);
+  }
+  const value = Object.hasOwn(namespace, exportName) ? namespace[exportName] : undefined;
+  if (typeof value !== 'function') {
+    const found = Object.keys(namespace).filter((name) => typeof namespace[name] === 'function');
+    throw new SetupProblem(
+      `the module ${JSON.stringify(specifier)} has no function exported as \`${exportName}\` (for ${role}); ` +
+        `its exported functions: ${found.length === 0 ? 'none' : found.join(', ')}`,
+    );
+  }
+  return value as AnyFunction;
+}
+
+/** A set-up step failed; the message says which one. */
+export class SetupProblem extends Error {
+  constructor(message: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'SetupProblem';
+  }
+}
+
+/** Prepares a call, or says why it cannot run here. */
+export async function prepareCall(setup: CallSetup): Promise<PreparedCall | SetupFailure> {
+  const missing = [setup.fn, setup.context, setup.teardown].flatMap((ref) =>
+    ref?.kind === 'source' ? missingNames(ref) : [],
+  );
+  if (missing.length > 0) return { missing: [...new Set(missing)] };
+  try {
+    const fn = await loadFunction(setup.fn, setup.callerFile, 'fn');
+    const context = setup.context === undefined ? NO_CONTEXT : await contextValue(setup);
+    return {
+      invoke: createInvoker(fn, setup.shape, context),
+      onError: setup.onError,
+      reportStarts: setup.reportStarts,
+    };
+  } catch (error) {
+    if (error instanceof SetupProblem) {
+      return { missing: [], problem: error.message, thrown: reportThrown(error.cause) };
+    }
+    return { missing: [], problem: 'evaluating the scope values or the code of fn threw', thrown: reportThrown(error) };
+  }
+}
+
+async function contextValue(setup: CallSetup): Promise<unknown> {
+  const ref = setup.context as FunctionRef;
+  const key = JSON.stringify([ref, setup.teardown ?? null]);
+  const made = contexts.get(key);
+  if (made !== undefined) return made.value;
+  const make = await loadFunction(ref, setup.callerFile, 'context');
+  const teardown = setup.teardown === undefined ? undefined : await loadFunction(setup.teardown, setup.callerFile, 'teardown');
+  let value: unknown;
+  try {
+    value = make();
+    if (isThenable(value)) value = await value;
+  } catch (error) {
+    throw new SetupProblem('the context function threw, so no item could run', error);
+  }
+  contexts.set(key, { value, teardown });
+  return value;
+}
+
+/**
+ * Releases every context value this worker made: the `teardown` option, else the value's own
+ * `Symbol.asyncDispose`, `Symbol.dispose` or `close()`. Bounded by `limitMs`; errors are reported
+ * on stderr, since the call they belonged to may already have ended.
+ */
+export async function releaseContexts(limitMs: number): Promise<void> {
+  const releases = [...contexts.values()].map(async ({ value, teardown }) => {
+    try {
+      await release(value, teardown);
+    } catch (error) {
+      process.stderr.write(`parmap: releasing a worker's context failed: ${String(error)}\n`);
+    }
+  });
+  contexts.clear();
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, limitMs);
+  });
+  await Promise.race([Promise.all(releases), limit]);
+  clearTimeout(timer);
+}
+
+/** Releases one context value. */
+export async function release(value: unknown, teardown: AnyFunction | undefined): Promise<void> {
+  if (teardown !== undefined) {
+    await teardown(value);
+    return;
+  }
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return;
+  const holder = value as Record<PropertyKey, unknown>;
+  const asyncDispose = Symbol.asyncDispose === undefined ? undefined : holder[Symbol.asyncDispose];
+  const dispose = Symbol.dispose === undefined ? undefined : holder[Symbol.dispose];
+  if (typeof asyncDispose === 'function') await asyncDispose.call(value);
+  else if (typeof dispose === 'function') dispose.call(value);
+  else if (typeof holder.close === 'function') await (holder.close as AnyFunction).call(value);
+}

@@ -1,0 +1,35 @@
+/**
+ * A process worker must not outlive its parent, however the parent ends (SIGKILL included) and
+ * however busy the worker is: a worker in a CPU loop never runs its event loop, so it cannot hear
+ * its IPC channel close. A tiny thread of its own watches the parent's pid instead, and ends the
+ * process when the parent is gone.
+ */
+import { Worker } from 'node:worker_threads';
+
+/** How often the watching thread looks at the parent pid. */
+const WATCH_PERIOD_MS = 200;
+
+const WATCHER = `
+const { workerData } = require('node:worker_threads');
+setInterval(() => {
+  if (process.ppid !== workerData.parent) process.kill(process.pid, 'SIGKILL');
+}, ${WATCH_PERIOD_MS});
+`;
+
+export function watchParent(): void {
+  const watcher = new Worker(WATCHER, {
+    eval: true,
+    workerData: { parent: process.ppid },
+    // It needs nothing of the caller's flags, and must not hold the worker's own exit.
+    execArgv: [],
+    stdout: false,
+    stderr: false,
+    resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 2 },
+  });
+  watcher.unref();
+  // A parent gone quietly (its end of the channel closed) needs no watcher to notice.
+  process.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE' || error.code === 'ERR_IPC_CHANNEL_CLOSED') process.exit(0);
+    throw error;
+  });
+}
