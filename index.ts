@@ -8,6 +8,7 @@ export {
   ParmapWorkerError,
 } from './parmap/errors.js';
 export { setWorkerBudget } from './parmap/executors/budget.js';
+export { createPool, type MapOptions, type ParmapPool, type PoolOptions } from './parmap/front/create-pool.js';
 export type {
   FunctionFromModule,
   ParmapOptions,

@@ -5,6 +5,7 @@
  * than a return value, because sending is then a call the worker makes itself and a result that
  * cannot be cloned is caught there, with its item.
  */
+import type { MessagePort } from 'node:worker_threads';
 import type { ThrownReport } from './errors.js';
 import type { Payload } from './transfer.js';
 
@@ -111,10 +112,16 @@ export type WorkerEvent =
   | { readonly kind: 'started'; readonly at: number }
   | { readonly kind: 'reply'; readonly reply: ChunkReply };
 
-/** What a thread gets with its start (`workerData`), when its pool serves a single call. */
+/** What a thread gets with its start (`workerData`). */
 export interface ThreadStart {
-  readonly parmapSetup: Payload;
+  /** The call's set-up, when the thread's pool serves a single call. */
+  readonly parmapSetup: Payload | undefined;
+  /** Where the thread sends what it writes to stdout and stderr. */
+  readonly parmapOutput: MessagePort;
 }
+
+/** One write of a thread to its stdout or stderr. */
+export type ThreadOutput = readonly [stream: 'stdout' | 'stderr', text: string];
 
 /** The worker-side method names, shared so a rename cannot miss one side. */
 export const RUN_CHUNK = 'runChunk';

@@ -72,6 +72,8 @@ export interface ExecutorListener {
   workerDiedAfter(id: number, ending: WorkerEnding): void;
   /** `capacity` may have grown. */
   capacityChanged(): void;
+  /** The executor can run nothing more (its pool was closed): the call fails with `error`. */
+  failed(error: Error): void;
 }
 
 export interface Executor {

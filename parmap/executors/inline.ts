@@ -6,10 +6,10 @@
  * `maxMemory` have no worker to act on.
  */
 import { ParmapError, ParmapTimeoutError } from '../errors.js';
-import type { CallShape, ModuleFunction } from '../protocol.js';
+import type { CallShape, FunctionRef } from '../protocol.js';
 import { runItems } from '../worker/chunk.js';
 import { createInvoker, isThenable, NO_CONTEXT } from '../worker/invoke.js';
-import { loadModuleFunction, release, SetupProblem } from '../worker/prepare.js';
+import { loadFunction, release, SetupProblem } from '../worker/prepare.js';
 import type { ChunkTask, Executor, ExecutorListener } from './executor.js';
 
 type AnyFunction = (...args: unknown[]) => unknown;
@@ -18,9 +18,10 @@ type AnyFunction = (...args: unknown[]) => unknown;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface InlineCall {
-  readonly fn: AnyFunction | ModuleFunction;
-  readonly context: AnyFunction | ModuleFunction | undefined;
-  readonly teardown: AnyFunction | ModuleFunction | undefined;
+  /** The function itself, or (with `scope`, or from a module) as a worker would get it. */
+  readonly fn: AnyFunction | FunctionRef;
+  readonly context: AnyFunction | FunctionRef | undefined;
+  readonly teardown: AnyFunction | FunctionRef | undefined;
   readonly callerFile: string;
   readonly shape: CallShape;
   readonly onError: 'throw' | 'return';
@@ -103,9 +104,9 @@ export class InlineExecutor implements Executor {
     return createInvoker(fn, call.shape, context);
   }
 
-  private resolve(ref: AnyFunction | ModuleFunction, role: string): Promise<AnyFunction> | AnyFunction {
+  private resolve(ref: AnyFunction | FunctionRef, role: string): Promise<AnyFunction> | AnyFunction {
     if (typeof ref === 'function') return ref;
-    return loadModuleFunction(ref.specifier, ref.exportName, this.call.callerFile, role);
+    return loadFunction(ref, this.call.callerFile, role);
   }
 
   /** fn, failing an item that runs past `timeout` (an async one is no longer waited for). */

@@ -24,6 +24,11 @@ export interface WorkerHandle {
   readonly exited: Promise<void>;
   /** Ends it now, busy or not. */
   kill(): void;
+  /**
+   * Ends it and lets go: it no longer holds the event loop, whatever `hold` says later. A thread
+   * blocked in a native call (`execSync`, `Atomics.wait`) dies only when that call returns.
+   */
+  abandon(): void;
   /** Whether it may keep the process alive. */
   hold(held: boolean): void;
   /**
@@ -78,6 +83,7 @@ function threadHandle(worker: Worker): () => WorkerHandle {
   return () => {
     const target: { handle?: WorkerHandle } = {};
     const ends = endings(target);
+    let abandoned = false;
     const handle: WorkerHandle = {
       onEnd: ends.onEnd,
       // Read now: Node sets it to -1 once the thread has exited.
@@ -89,7 +95,16 @@ function threadHandle(worker: Worker): () => WorkerHandle {
         handle.stoppedByUs = true;
         void worker.terminate().catch(() => undefined);
       },
-      hold: (held) => (held ? worker.ref() : worker.unref()),
+      abandon: () => {
+        abandoned = true;
+        handle.kill();
+        worker.unref();
+      },
+      hold: (held) => {
+        if (abandoned) return;
+        if (held) worker.ref();
+        else worker.unref();
+      },
     };
     target.handle = handle;
     // Registered before workerpool's own listeners: the ending is known when it reports the loss.
@@ -102,9 +117,28 @@ function threadHandle(worker: Worker): () => WorkerHandle {
   };
 }
 
+/**
+ * Child processes alive now. When this process ends by `process.exit()` or by running out of
+ * work, they are killed in the synchronous `'exit'` hook; a signal or SIGKILL skips that hook,
+ * and each child's own watchdog (see the worker's watchdog module) ends it instead.
+ */
+const liveChildren = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function trackChild(child: ChildProcess): void {
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const live of liveChildren) live.kill('SIGKILL');
+  });
+}
+
 function processHandle(child: ChildProcess): () => WorkerHandle {
   return () => {
     let pid: number | undefined;
+    let abandoned = false;
     const target: { handle?: WorkerHandle } = {};
     const ends = endings(target);
     const handle: WorkerHandle = {
@@ -121,7 +155,14 @@ function processHandle(child: ChildProcess): () => WorkerHandle {
         handle.stoppedByUs = true;
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       },
+      abandon: () => {
+        abandoned = true;
+        handle.kill();
+        child.unref();
+        child.channel?.unref();
+      },
       hold: (held) => {
+        if (abandoned) return;
         if (held) {
           child.ref();
           child.channel?.ref();
@@ -132,6 +173,7 @@ function processHandle(child: ChildProcess): () => WorkerHandle {
       },
     };
     target.handle = handle;
+    trackChild(child);
     child.on('exit', (exitCode: number | null, signal: NodeJS.Signals | null) =>
       ends.end({ exitCode: exitCode ?? undefined, signal: signal ?? undefined, stopped: handle.stoppedByUs }),
     );

@@ -6,12 +6,15 @@
  * queues a chunk of ours. A host serves one call (`parmap`) or many (`createPool`), each call
  * through a {@link CallChannel} of its own.
  */
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { ChunkReply, ChunkRequest, WorkerEvent } from '../protocol.js';
+import { ParmapError } from '../errors.js';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import type { ChunkReply, ChunkRequest, ThreadOutput, ThreadStart, WorkerEvent } from '../protocol.js';
 import { RUN_CHUNK } from '../protocol.js';
 import { type Payload, transferList } from '../transfer.js';
 import { type Lease, workerBudget } from './budget.js';
-import type { WorkerEnding } from './executor.js';
+import type { ChunkTask, WorkerEnding } from './executor.js';
 import { claimNextWorker, type WorkerHandle } from './node-workers.js';
 import { workerFlags } from './worker-flags.js';
 
@@ -26,8 +29,23 @@ export function isWorkerTermination(error: unknown): boolean {
   return workerpoolLoaded !== undefined && error instanceof workerpoolLoaded.TerminateError;
 }
 
-// The worker bundled into one CommonJS file at build time (see the build script): it starts faster.
-const WORKER_SCRIPT = fileURLToPath(new URL('../worker.cjs', import.meta.url));
+/**
+ * The worker, bundled into one CommonJS file at build time (see the build script): it starts
+ * faster. An application bundled into one file no longer has it beside this module: it ships the
+ * package's `parmap/worker.cjs` export and says where with `PARMAP_WORKER_SCRIPT`.
+ */
+function workerScript(): string {
+  const script = process.env.PARMAP_WORKER_SCRIPT || fileURLToPath(new URL('../worker.cjs', import.meta.url));
+  if (!existsSync(script)) {
+    throw new ParmapError(
+      `parmap: cannot start workers: the worker script is not at ${script}. If this program is bundled ` +
+        "into one file, ship parmap's worker script with it (the package export 'parmap/worker.cjs', which " +
+        'needs workerpool and tslib installed beside it) and set PARMAP_WORKER_SCRIPT to its path, or keep ' +
+        'parmap out of the bundle.',
+    );
+  }
+  return script;
+}
 
 /** How long workers told to stop may take (to release context values) before they are killed. */
 const STOP_GRACE_MS = 2_500;
@@ -45,6 +63,7 @@ export interface HostOptions {
 /** A chunk on its way, as the host tracks it. */
 export interface HostChunk {
   readonly request: ChunkRequest;
+  readonly task: ChunkTask;
   readonly channel: CallChannel;
   readonly id: number;
   /** The worker that took it, once known. */
@@ -64,6 +83,8 @@ export interface CallChannel {
   capacityChanged(): void;
   /** Whether someone waits for this call's results: the workers then hold the event loop. */
   readonly waiting: boolean;
+  /** The host was closed under the call (a pool closed while it ran). */
+  hostClosed(): void;
 }
 
 export class WorkerHost {
@@ -160,12 +181,19 @@ export class WorkerHost {
   async send(chunk: HostChunk): Promise<void> {
     this.inFlight.add(chunk);
     this.usedLease = true;
-    const pool = this.pool ?? (await this.startPool());
+    let pool: WorkerpoolPool | undefined;
+    try {
+      pool = this.pool ?? (await this.startPool());
+    } catch (error) {
+      this.finish(chunk, error);
+      return;
+    }
     // Closed (or lent out) while workerpool was loading: the chunk's call is over, or will resend.
     if (pool === undefined || !this.inFlight.has(chunk)) return;
     const on = (event: WorkerEvent) => this.onEvent(chunk, event);
     const { request } = chunk;
-    const transfer = this.options.workerType === 'thread' ? transferList([request.items, request.setup]) : [];
+    // The items are made for this chunk and can be moved; the set-up is sent again to other workers.
+    const transfer = this.options.workerType === 'thread' ? transferList([request.items]) : [];
     let settled: PromiseLike<unknown>;
     try {
       settled = pool.exec(RUN_CHUNK, [request], { on, transfer });
@@ -218,9 +246,18 @@ export class WorkerHost {
     }
   }
 
-  /** Stops the worker running `chunk` at once (a timeout, or its call is ending). */
+  /**
+   * Stops the worker running `chunk` (a timeout, or its call is ending) and settles the chunk now:
+   * a worker blocked in a native call may take long to die, and must neither delay the call nor
+   * keep the process alive meanwhile.
+   */
   stopChunk(chunk: HostChunk): void {
-    this.workerOf(chunk)?.kill();
+    const worker = this.workerOf(chunk);
+    if (worker !== undefined) {
+      this.handles.delete(worker);
+      worker.abandon();
+    }
+    if (this.inFlight.delete(chunk)) chunk.channel.settled(chunk, new Error('stopped by parmap'));
   }
 
   /** Chunks of `channel` on their way. */
@@ -266,9 +303,6 @@ export class WorkerHost {
       ...(maxMemory === undefined
         ? {}
         : { resourceLimits: { maxOldGenerationSizeMb: maxMemory, maxYoungGenerationSizeMb: Math.min(32, maxMemory) } }),
-      ...(threadSetup === undefined
-        ? {}
-        : { workerData: { parmapSetup: threadSetup }, transferList: [] as ArrayBuffer[] }),
     };
     const forkOptions = {
       // Structured clone for process workers too, so Maps, Dates and BigInts survive.
@@ -278,7 +312,7 @@ export class WorkerHost {
         ...(maxMemory === undefined ? [] : [`--max-old-space-size=${maxMemory}`]),
       ],
     };
-    this.pool = workerpool.pool(WORKER_SCRIPT, {
+    this.pool = workerpool.pool(workerScript(), {
       workerType,
       maxWorkers: this.options.workers,
       workerThreadOpts: threadOptions,
@@ -286,7 +320,10 @@ export class WorkerHost {
       workerTerminateTimeout: STOP_GRACE_MS,
       onCreateWorker: () => {
         claimNextWorker((handle) => this.adopt(handle));
-        return undefined;
+        if (workerType !== 'thread') return undefined;
+        const output = threadOutput();
+        const workerData: ThreadStart = { parmapSetup: threadSetup, parmapOutput: output };
+        return { workerThreadOpts: { ...threadOptions, workerData, transferList: [output] } };
       },
     });
     return this.pool;
@@ -314,7 +351,13 @@ export class WorkerHost {
 
   private async shutdown(): Promise<void> {
     this.stopping = true;
-    for (const chunk of this.inFlight) this.workerOf(chunk)?.kill();
+    for (const channel of this.channels) channel.hostClosed();
+    for (const chunk of this.inFlight) {
+      const worker = this.workerOf(chunk);
+      if (worker === undefined) continue;
+      this.handles.delete(worker);
+      worker.abandon();
+    }
     this.inFlight.clear();
     const handles = [...this.handles];
     // Stopping workers hold the event loop until they have exited, whoever waits.
@@ -323,6 +366,22 @@ export class WorkerHost {
     this.lease = undefined;
     await stopWorkers(this.pool, handles);
   }
+}
+
+/**
+ * A port on which a thread sends what it writes to stdout and stderr, written here as it comes.
+ * A thread's own stdout waits for this thread to ask for more after each write, which a thread
+ * busy in a loop never lets happen, and a thread that is terminated loses what it had not sent:
+ * the lines printed to debug a failure were exactly those that disappeared.
+ */
+function threadOutput(): MessagePort {
+  const { port1, port2 } = new MessageChannel();
+  port1.on('message', ([stream, text]: ThreadOutput) => {
+    (stream === 'stderr' ? process.stderr : process.stdout).write(text);
+  });
+  // It closes when the thread ends; until then it must not keep this process alive on its own.
+  port1.unref();
+  return port2;
 }
 
 /**

@@ -47,6 +47,10 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
   }
 
   submit(task: ChunkTask): void {
+    if (this.host.closed) {
+      queueMicrotask(() => this.hostClosed());
+      return;
+    }
     let items: Payload;
     try {
       items = encode(task.items);
@@ -55,10 +59,11 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
       queueMicrotask(() => this.listener.outcome(task.id, { kind: 'unsendable', at, cause: error }));
       return;
     }
-    this.send(task.id, items, false);
+    this.send(task, items, false);
   }
 
-  private send(id: number, items: Payload, forceSetup: boolean): void {
+  private send(task: ChunkTask, items: Payload, forceSetup: boolean): void {
+    const { id } = task;
     const { workerType, setupWithStart } = this.options;
     const needsSetup =
       forceSetup || (!setupWithStart && this.workersSetUp.size < Math.max(this.host.granted, this.host.workerCount));
@@ -68,7 +73,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
       items,
       progress: workerType === 'thread' ? new Int32Array(new SharedArrayBuffer(8)) : undefined,
     };
-    const chunk: HostChunk = { request, channel: this, id, worker: undefined, reported: 0, reply: undefined };
+    const chunk: HostChunk = { request, task, channel: this, id, worker: undefined, reported: 0, reply: undefined };
     this.chunks.set(id, chunk);
     void this.host.send(chunk);
   }
@@ -79,8 +84,9 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     const worker = this.host.workerOf(chunk);
     const { reply } = chunk;
     if (error === undefined && reply?.kind === 'notSetUp') {
-      // A worker that joined late: send the chunk again, with the set-up this time.
-      this.send(chunk.id, chunk.request.items, true);
+      // A worker that joined late: send the chunk again, with the set-up this time (the items
+      // again too: a thread's copy was moved, not copied, the first time).
+      this.send(chunk.task, encode(chunk.task.items), true);
       return;
     }
     if (error === undefined && reply !== undefined && worker !== undefined) this.workersSetUp.add(worker.id());
@@ -96,6 +102,8 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     const worker = this.host.workerOf(chunk);
     const started = this.startedOf(chunk);
     if (worker?.ending !== undefined) return { kind: 'lost', ending: this.ending(worker.ending), started };
+    if (worker?.stoppedByUs === true) return { kind: 'lost', ending: { stopped: true }, started };
+    if (error instanceof ParmapError) return { kind: 'failed', error };
     if (worker === undefined || isWorkerTermination(error)) {
       // The worker ended before it took the chunk (or before anything said how it ended).
       return { kind: 'lost', ending: {}, started: worker === undefined ? 0 : started };
@@ -123,6 +131,11 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
 
   capacityChanged(): void {
     this.listener.capacityChanged();
+  }
+
+  hostClosed(): void {
+    if (this.closing !== undefined) return;
+    this.listener.failed(new ParmapError('parmap: the pool was closed while this call was running'));
   }
 
   started(id: number): number | undefined {
@@ -155,8 +168,9 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
   private async shutdown(): Promise<void> {
     this.waiting = false;
     // Workers still running this call's chunks are ended, so they cannot hold a shared pool up.
-    for (const chunk of this.chunks.values()) this.host.stopChunk(chunk);
+    const running = [...this.chunks.values()];
     this.chunks.clear();
+    for (const chunk of running) this.host.stopChunk(chunk);
     this.host.detach(this);
     if (this.options.ownsHost) await this.host.close();
   }

@@ -48,22 +48,25 @@ export function prepareRun<R>(
   return () => new CallRun<R>(input, job, createExecutor);
 }
 
+/**
+ * `n: 1`: fn runs in this thread as it is, closures and all. With `scope`, it runs as a worker
+ * would run it, rebuilt from its text with the scope's names, so a name given only in `scope`
+ * means the same here as on workers.
+ */
 function inlineExecutor(fn: Callable, job: Job, callerFile: string): ExecutorFactory {
+  const rebuild = job.scope !== undefined && Object.keys(job.scope).length > 0;
+  const local = (ref: Callable | undefined, role: string): AnyFunction | FunctionRef | undefined =>
+    ref === undefined ? undefined : rebuild || typeof ref !== 'function' ? functionRef(ref, job, callerFile, role) : (ref as AnyFunction);
   const call: InlineCall = {
-    fn: typeof fn === 'function' ? (fn as AnyFunction) : moduleRef(fn, callerFile, 'fn'),
-    context: localRef(job.context, callerFile, 'context'),
-    teardown: localRef(job.teardown, callerFile, 'teardown'),
+    fn: local(fn, 'fn') as AnyFunction | FunctionRef,
+    context: local(job.context, 'context'),
+    teardown: local(job.teardown, 'teardown'),
     callerFile,
     shape: job.shape,
     onError: job.onError,
     timeout: job.timeout,
   };
   return (listener) => new InlineExecutor(call, listener);
-}
-
-function localRef(ref: Callable | undefined, callerFile: string, role: string): AnyFunction | ModuleFunction | undefined {
-  if (ref === undefined || typeof ref === 'function') return ref as AnyFunction | undefined;
-  return moduleRef(ref, callerFile, role);
 }
 
 function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: Placement): ExecutorFactory {

@@ -110,6 +110,7 @@ export class CallRun<R> implements ChunkRun<R> {
       outcome: (id, outcome) => this.onOutcome(id, outcome),
       workerDiedAfter: (id, ending) => this.onLateDeath(id, ending),
       capacityChanged: () => this.pump(),
+      failed: (error) => this.fail({ error, sequence: undefined, prefix: [] }),
     });
     this.feeder = Feeder.for(this.input, this.sizer, this.job.checkItem, {
       hasRoom: () => this.hasRoom(),
@@ -392,8 +393,11 @@ export class CallRun<R> implements ChunkRun<R> {
     this.watchdog = setInterval(() => {
       const now = performance.now();
       const executor = this.executor as Executor;
-      for (const [id, { watch }] of this.running) {
-        if (checkTimeout(watch, executor.started(id), now, timeout) !== undefined) executor.stop(id);
+      for (const [id, { task, watch }] of this.running) {
+        const started = executor.started(id);
+        // Past the last item, the worker is sending results back: no item is running.
+        if (started !== undefined && started > task.positions.length) continue;
+        if (checkTimeout(watch, started, now, timeout) !== undefined) executor.stop(id);
       }
       if (this.running.size === 0) {
         clearInterval(this.watchdog);

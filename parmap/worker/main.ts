@@ -4,7 +4,7 @@
  * and runs each chunk it is given. Replies travel as events (`workerEmit`), so that a result that
  * cannot be cloned is caught here, where its item is known.
  */
-import { threadId, workerData } from 'node:worker_threads';
+import { type MessagePort, threadId, workerData } from 'node:worker_threads';
 import workerpool from 'workerpool';
 import { cloneProblem, firstUncloneable, reportThrown } from '../errors.js';
 import {
@@ -14,6 +14,7 @@ import {
   type ItemFailure,
   RUN_CHUNK,
   type SetupFailure,
+  type ThreadOutput,
   type ThreadStart,
   type WorkerEvent,
 } from '../protocol.js';
@@ -70,6 +71,8 @@ async function runChunk(request: ChunkRequest): Promise<void> {
         ? (at: number) => emit({ kind: 'started', at })
         : undefined;
   const outcome = await runItems(items, { invoke: ready.invoke, onError: ready.onError, onStart });
+  // Past the last item: sending the results back is not an item's run time (see `timeout`).
+  onStart?.(items.length);
   if (outcome.kind === 'threw') sendThrew(outcome.at, outcome.thrown, outcome.before);
   else sendDone(outcome.values, outcome.ms, outcome.failures ?? [], ready.onError);
 }
@@ -114,11 +117,32 @@ function done(values: unknown[], ms: number, failures: readonly ItemFailure[]): 
   return failures.length === 0 ? { kind: 'done', values: payload, ms } : { kind: 'done', values: payload, ms, failures };
 }
 
-// A thread made for one call gets its set-up with its start, and prepares it before any chunk.
 const start = workerData as Partial<ThreadStart> | null;
-if (start !== null && typeof start === 'object' && start.parmapSetup !== undefined) {
-  const setup = decode(start.parmapSetup) as CallSetup;
-  prepared(setup.id, setup);
+if (start !== null && typeof start === 'object') {
+  if (start.parmapOutput !== undefined) sendOutput(start.parmapOutput);
+  // A thread made for one call gets its set-up with its start, and prepares it before any chunk.
+  if (start.parmapSetup !== undefined) {
+    const setup = decode(start.parmapSetup) as CallSetup;
+    prepared(setup.id, setup);
+  }
+}
+
+/**
+ * A thread's stdout and stderr go to the caller as each write happens, on a port of their own: the
+ * thread's own streams would hold them while it is busy, and lose them if it is terminated.
+ */
+function sendOutput(port: MessagePort): void {
+  for (const name of ['stdout', 'stderr'] as const) {
+    const stream = process[name];
+    stream.write = ((chunk: string | Uint8Array, encoding?: unknown, callback?: unknown) => {
+      const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+      port.postMessage([name, text] satisfies ThreadOutput);
+      const done = typeof encoding === 'function' ? encoding : callback;
+      if (typeof done === 'function') queueMicrotask(() => (done as () => void)());
+      return true;
+    }) as typeof stream.write;
+  }
+  port.unref();
 }
 
 if (inProcess) watchParent();

@@ -1,0 +1,113 @@
+/**
+ * `createPool()`: workers that outlive one call. `pool.map(fn, items, options)` is `parmap` on
+ * warm workers: functions are compiled once per worker and kept by source, a call's scope and
+ * args reach each worker once, concurrent calls share the workers fairly, and a call that fails
+ * or is aborted leaves the pool ready for the next (a crashed worker is replaced).
+ */
+import { availableParallelism } from 'node:os';
+import { describeValue, ParmapError } from '../errors.js';
+import { WorkerHost } from '../executors/worker-host.js';
+import { LazyResult, type ParmapResult } from '../scheduler/result.js';
+import { prepareRun } from './call.js';
+import { callerFile } from './function-code.js';
+import { type FunctionFromModule, isPlainObject, type ParmapOptions, resolveOptions } from './options.js';
+
+/** Options of {@link createPool}. Every one is optional. */
+export interface PoolOptions {
+  /** Number of workers. Default: `os.availableParallelism()` (within the process's worker budget). */
+  readonly n?: number;
+  /** `'thread'` (worker_threads) or `'process'` (child processes). Default: `'thread'`. */
+  readonly workerType?: 'thread' | 'process';
+  /** Heap limit per worker, in MB. Default: none. */
+  readonly maxMemory?: number;
+}
+
+/** The options of one `pool.map` call: those of `parmap`, less what belongs to the pool. */
+export type MapOptions = Omit<ParmapOptions, 'n' | 'workerType' | 'maxMemory'>;
+
+/** Options with `onError: 'return'`. */
+type ReturnErrors = { readonly onError: 'return' };
+
+/** A pool of warm workers; see {@link createPool}. */
+export interface ParmapPool {
+  /** `parmap(fn, items, options)` on this pool's workers. */
+  map<T, R>(
+    fn: (item: T, ...rest: never[]) => R,
+    items: Iterable<T> | AsyncIterable<T>,
+    options: MapOptions & ReturnErrors,
+  ): ParmapResult<Awaited<R> | ParmapError>;
+  map<T, R>(
+    fn: (item: T, ...rest: never[]) => R,
+    items: Iterable<T> | AsyncIterable<T>,
+    options?: MapOptions,
+  ): ParmapResult<Awaited<R>>;
+  map<R = unknown>(
+    fn: FunctionFromModule | ((...args: never[]) => R),
+    items: Iterable<unknown> | AsyncIterable<unknown>,
+    options?: MapOptions,
+  ): ParmapResult<R>;
+  /** Stops the workers (calls still running fail). Safe to call more than once. */
+  close(): Promise<void>;
+  /** `await using pool = createPool()` closes it at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void>;
+  /** Whether `close()` has been called. */
+  readonly closed: boolean;
+  /** The most workers it runs. */
+  readonly size: number;
+}
+
+/** Creates a reusable pool of workers. Nothing starts until the first `map` has work. */
+export function createPool(options: PoolOptions = {}): ParmapPool {
+  const { n, workerType, maxMemory } = checkPoolOptions(options);
+  const host = new WorkerHost({ workers: n, workerType, maxMemory });
+  let closed = false;
+  const pool: ParmapPool = {
+    map(fn: never, items: Iterable<unknown> | AsyncIterable<unknown>, mapOptions?: MapOptions) {
+      if (closed) throw new ParmapError('parmap: this pool is closed; create another with createPool()');
+      for (const key of ['n', 'workerType', 'maxMemory'] as const) {
+        if (isPlainObject(mapOptions) && key in mapOptions) {
+          throw new TypeError(`\`${key}\` belongs to the pool: set it in createPool({ ${key} }), not in pool.map()`);
+        }
+      }
+      const job = resolveOptions(fn, items, { ...mapOptions, n, workerType, maxMemory });
+      const run = prepareRun(fn, items, job, callerFile(pool.map), { kind: 'pool', host, workerType });
+      return new LazyResult(run, job.total);
+    },
+    close() {
+      closed = true;
+      return host.close();
+    },
+    [Symbol.asyncDispose]() {
+      return pool.close();
+    },
+    get closed() {
+      return closed;
+    },
+    size: n,
+  } as ParmapPool;
+  return pool;
+}
+
+function checkPoolOptions(options: unknown): {
+  n: number;
+  workerType: 'thread' | 'process';
+  maxMemory: number | undefined;
+} {
+  if (!isPlainObject(options)) {
+    throw new TypeError(`Expected the options of createPool to be a plain object, got ${describeValue(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== 'n' && key !== 'workerType' && key !== 'maxMemory') {
+      throw new TypeError(
+        `Unknown option \`${key}\` of createPool. Known: n, workerType, maxMemory (the others go to pool.map)`,
+      );
+    }
+  }
+  // The same checks as parmap's, on a call that is never run.
+  const checked = resolveOptions(() => undefined, [], options);
+  return {
+    n: (options as PoolOptions).n ?? availableParallelism(),
+    workerType: checked.workerType,
+    maxMemory: checked.maxMemory,
+  };
+}
