@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import workerpool from 'workerpool';
-import { parmap } from '../dist/index.js';
+import { createPool, parmap } from '../dist/index.js';
 
 const WORKERS = 2;
 const quick = process.argv.includes('--quick');
@@ -334,6 +334,60 @@ async function scaling(): Promise<void> {
   printTable('6. How cost grows with the number of items (10 us each) and with item size (trivial work)');
 }
 
+/** Many small calls: warm workers of a pool against a pool started per call. */
+async function reusablePool(): Promise<void> {
+  const calls = quick ? 100 : 1_000;
+  const coldCalls = quick ? 20 : 100;
+  const fn = (x: number) => x * 2;
+  const pool = createPool({ n: WORKERS });
+  const warm = await time(1, async () => {
+    for (let i = 0; i < calls; i++) {
+      const [result] = await pool.map(fn, [i]);
+      if (result !== i * 2) throw new Error('pool.map gave a wrong result');
+    }
+  });
+  await pool.close();
+  const cold = await time(1, async () => {
+    for (let i = 0; i < coldCalls; i++) await parmap(fn, [i], { n: WORKERS });
+  });
+  row('call', 'calls', 'total', 'per call');
+  row('pool.map(f, [x]) on one createPool pool', calls, ms(warm), ms(warm / calls));
+  row('parmap(f, [x])', coldCalls, ms(cold), ms(cold / coldCalls));
+  row('parmap / pool.map, per call', '', '', ratio(cold / coldCalls / (warm / calls)));
+  printTable('7. Many small calls: a reusable pool against a pool per call');
+}
+
+/** 200 MB of read-only numbers used by every item: shared memory against a copy per worker. */
+async function sharedMemory(): Promise<void> {
+  const length = 25_000_000; // 200 MB of float64
+  const items = Array.from({ length: 2_000 }, (_, i) => i * 9_999);
+  const fn = (x: number, table: Float64Array) => (table[x] ?? 0) + 1;
+  const peakDuring = async (job: () => Promise<unknown>): Promise<[number, number]> => {
+    let peak = process.memoryUsage().rss;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }, 5);
+    const started = performance.now();
+    await job();
+    const took = performance.now() - started;
+    clearInterval(sampler);
+    return [took, Math.max(peak, process.memoryUsage().rss)];
+  };
+  const shared = new Float64Array(new SharedArrayBuffer(length * 8)).fill(1);
+  globalThis.gc?.();
+  const before = process.memoryUsage().rss;
+  const [sharedMs, sharedPeak] = await peakDuring(() => parmap(fn, items, { n: WORKERS, args: [shared] }));
+  globalThis.gc?.();
+  const copied = new Float64Array(length).fill(1);
+  const beforeCopy = process.memoryUsage().rss;
+  const [copiedMs, copiedPeak] = await peakDuring(() => parmap(fn, items, { n: WORKERS, args: [copied] }));
+  const mb = (bytes: number) => `${Math.round(bytes / 1e6)} MB`;
+  row('200 MB Float64Array in args, 2,000 items', 'time', 'peak RSS growth');
+  row('over a SharedArrayBuffer (shared with the workers)', ms(sharedMs), mb(sharedPeak - before));
+  row('over an ArrayBuffer (copied to each worker)', ms(copiedMs), mb(copiedPeak - beforeCopy));
+  printTable('8. Large read-only data: shared memory against a copy per worker');
+}
+
 let roundsPerMsCached = 1;
 
 declare const lookup: number[];
@@ -349,3 +403,5 @@ await startUp();
 await streaming();
 await largeArgument();
 await scaling();
+await reusablePool();
+await sharedMemory();

@@ -2,11 +2,20 @@
  * The errors a parmap call can end with, and the plain-data form in which a worker reports what its
  * function threw (a thrown value cannot cross a thread or process boundary with its class intact).
  */
-import { serialize } from 'node:v8';
+import { types } from 'node:util';
+import { deserialize, serialize } from 'node:v8';
+
+/**
+ * The options of {@link ParmapError}. Declared here rather than taken from lib es2022's
+ * `ErrorOptions`, so that the published declarations compile in projects whose `lib` is older.
+ */
+export interface ParmapErrorOptions {
+  readonly cause?: unknown;
+}
 
 /** Base class of every runtime failure parmap reports. */
 export class ParmapError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(message: string, options?: ParmapErrorOptions) {
     super(message, options);
     this.name = 'ParmapError';
   }
@@ -31,17 +40,27 @@ export class ParmapScopeError extends ParmapError {
   /** The variables fn uses but no worker can provide. */
   readonly names: readonly string[];
 
-  constructor(names: readonly string[]) {
+  /**
+   * @param advice What to do about it, in place of the default advice to pass the names in `scope`:
+   *   for callers that know that advice cannot work, as for a name that is imported.
+   */
+  constructor(names: readonly string[], advice?: string) {
     const list = names.map((name) => `\`${name}\``).join(', ');
-    const plural = names.length > 1;
+    const them = names.length > 1 ? 'them' : 'it';
     super(
-      `parmap: fn uses ${list} from the code around it, and a worker cannot see ${plural ? 'them' : 'it'}. ` +
-        `Pass ${plural ? 'them' : 'it'} with the scope option ({ scope: { ${names.join(', ')} } }), ` +
-        'define or import it inside fn, or use n: 1 to run fn in this thread.',
+      `parmap: fn uses ${list} from the code around it, and a worker cannot see ${them}. ` +
+        (advice ?? scopeAdvice(names, them)),
     );
     this.name = 'ParmapScopeError';
     this.names = names;
   }
+}
+
+function scopeAdvice(names: readonly string[], them: string): string {
+  return (
+    `Pass ${them} with the scope option ({ scope: { ${names.join(', ')} } }), ` +
+    'define or import it inside fn, or use n: 1 to run fn in this thread.'
+  );
 }
 
 /** An item could not be sent to a worker, or a result could not be sent back. */
@@ -181,120 +200,310 @@ function describeIndices(indices: readonly number[]): string {
 }
 
 function referenceHint(cause: unknown): string {
-  if (!(cause instanceof ReferenceError)) return '';
-  const match = /^(\S+) is not defined$/.exec(cause.message);
+  if (!attempt(() => cause instanceof ReferenceError, false)) return '';
+  const match = /^(\S+) is not defined$/.exec(attempt(() => String((cause as Error).message), ''));
   if (match === null) return '';
   return ` (if \`${match[1]}\` is defined around fn, pass it with the scope option: { scope: { ${match[1]} } })`;
 }
 
-/** A short, never empty, description of any thrown value. */
+/**
+ * What a worker's thrown non-Error value becomes when structured clone cannot copy it (a function, a
+ * symbol, an object holding one): the value stayed in its worker, so this tells what it was.
+ */
+export class ThrownValueDescription {
+  /** What was thrown, as in `a function (anonymous)` or `Symbol(x)`. */
+  readonly description: string;
+
+  constructor(description: string) {
+    this.description = description;
+  }
+
+  toString(): string {
+    return this.description;
+  }
+}
+
+/** A short, never empty, description of any thrown value. It never throws, whatever the value does. */
 export function describeThrown(value: unknown): string {
-  if (value instanceof Error) {
-    const message = value.message === '' ? '(no message)' : value.message;
-    return `${value.name}: ${message}`;
+  if (attempt(() => value instanceof ThrownValueDescription, false)) {
+    return `a non-Error value was thrown: ${(value as ThrownValueDescription).description}`;
+  }
+  if (isError(value)) {
+    const message = attempt(() => String(value.message), '(its message could not be read)');
+    return `${attempt(() => String(value.name), 'Error')}: ${message === '' ? '(no message)' : message}`;
   }
   return `a non-Error value was thrown: ${describeValue(value)}`;
 }
 
 /** A value as an option error or a thrown-value message shows it: `0` (number). */
 export function describeValue(value: unknown): string {
-  let shown: string;
-  if (typeof value === 'string') shown = JSON.stringify(value);
-  else if (typeof value === 'function') shown = `[function ${value.name || 'anonymous'}]`;
-  else if (typeof value === 'bigint') shown = `${value}n`;
-  else if (typeof value === 'object' && value !== null) {
-    try {
-      shown = JSON.stringify(value) ?? String(value);
-    } catch {
-      shown = Object.prototype.toString.call(value);
-    }
-    if (shown.length > 60) shown = `${shown.slice(0, 57)}...`;
-  } else shown = String(value);
-  const type = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
-  return `\`${shown}\` (${type})`;
+  const type = value === null ? 'null' : attempt(() => Array.isArray(value), false) ? 'array' : typeof value;
+  return `\`${shownValue(value)}\` (${type})`;
+}
+
+function shownValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'function') return `[function ${functionName(value) || 'anonymous'}]`;
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value !== 'object' || value === null) return String(value);
+  // Getters, toJSON and proxy traps run here, and any of them may throw.
+  const shown =
+    attempt(() => JSON.stringify(value) ?? String(value), undefined) ??
+    attempt(() => Object.prototype.toString.call(value), '[object]');
+  return shown.length > 60 ? `${shown.slice(0, 57)}...` : shown;
+}
+
+function functionName(fn: unknown): string {
+  // A class can define a static `name` getter, which may throw or return anything.
+  const name = attempt(() => (fn as { readonly name?: unknown }).name, undefined);
+  return typeof name === 'string' ? name : '';
 }
 
 /** What a worker reports of a thrown value: plain data that survives structured clone. */
 export type ThrownReport =
   | {
       readonly kind: 'error';
+      /** The built-in class it is an instance of (as a subclass or a DOMException), when there is one. */
+      readonly builtIn?: string;
       readonly name: string;
       readonly message: string;
       readonly stack: string | undefined;
       readonly properties: Record<string, unknown>;
       readonly cause?: ThrownReport;
+      /** An AggregateError's errors. */
+      readonly errors?: readonly ThrownReport[];
     }
-  | { readonly kind: 'value'; readonly value: unknown };
+  | { readonly kind: 'value'; readonly value: unknown }
+  /** A thrown value structured clone cannot copy, told in words. */
+  | { readonly kind: 'described'; readonly description: string };
+
+type ErrorReport = Extract<ThrownReport, { kind: 'error' }>;
+
+/** How many causes (or AggregateError errors) deep a report goes; deeper ones are only described. */
+const MAX_DEPTH = 8;
 
 /**
- * Turns anything `fn` threw into a report that can be posted. Property values that cannot be cloned
- * (functions, symbols) are replaced by their description, so reporting a failure never fails.
+ * Turns anything `fn` threw into a report that can be posted. Whatever cannot be copied (functions,
+ * symbols, proxies, getters that throw) is replaced by its description, so reporting never fails.
  */
 export function reportThrown(thrown: unknown, depth = 0): ThrownReport {
-  if (!(thrown instanceof Error)) {
-    return { kind: 'value', value: cloneable(thrown) ? thrown : describeValue(thrown) };
+  return reportWithin(thrown, depth, new Set());
+}
+
+/** `enclosing` holds the errors that this one is a cause or an element of, to cut cycles. */
+function reportWithin(thrown: unknown, depth: number, enclosing: Set<unknown>): ThrownReport {
+  try {
+    if (!isError(thrown)) return reportValue(thrown);
+    if (enclosing.has(thrown)) return described('a circular reference back to an error that encloses it');
+    if (depth > MAX_DEPTH) return described(`an error nested more than ${MAX_DEPTH} levels deep, left out`);
+    enclosing.add(thrown);
+    try {
+      return reportError(thrown, depth, enclosing);
+    } finally {
+      enclosing.delete(thrown);
+    }
+  } catch (problem) {
+    // The reading above is defensive throughout; this is the net for what it did not foresee.
+    return described(`a value that could not be reported (${describeProblem(problem)})`);
   }
-  const properties: Record<string, unknown> = {};
-  for (const key of Object.keys(thrown)) {
-    if (key === 'name' || key === 'message' || key === 'stack' || key === 'cause') continue;
-    const value = (thrown as unknown as Record<string, unknown>)[key];
-    Object.defineProperty(properties, key, {
-      value: cloneable(value) ? value : describeValue(value),
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  }
-  const cause = 'cause' in thrown && depth < 8 ? reportThrown(thrown.cause, depth + 1) : undefined;
+}
+
+function reportValue(thrown: unknown): ThrownReport {
+  if (typeof thrown === 'symbol' || typeof thrown === 'function') return described(describeUncopyable(thrown));
+  if (typeof thrown !== 'object' || thrown === null) return { kind: 'value', value: thrown };
+  const copy = copyOf(thrown);
+  return copy === undefined ? described(describeUncopyable(thrown)) : { kind: 'value', value: copy.value };
+}
+
+function reportError(error: Error, depth: number, enclosing: Set<unknown>): ErrorReport {
+  const builtIn = builtInClassOf(error);
+  const name = attempt(() => String(error.name), 'Error');
+  const stack = attempt(() => error.stack, undefined);
+  const errors =
+    builtIn === 'AggregateError' || name === 'AggregateError' ? reportErrors(error, depth, enclosing) : undefined;
+  const cause = reportCause(error, depth, enclosing);
   return {
     kind: 'error',
-    name: String(thrown.name),
-    message: String(thrown.message),
-    stack: typeof thrown.stack === 'string' ? thrown.stack : undefined,
-    properties,
+    ...(builtIn === undefined ? {} : { builtIn }),
+    name,
+    message: fieldText(() => error.message, 'its message'),
+    stack: typeof stack === 'string' ? stack : undefined,
+    properties: reportProperties(error, errors !== undefined),
     ...(cause === undefined ? {} : { cause }),
+    ...(errors === undefined ? {} : { errors }),
   };
 }
 
-const BUILT_IN_ERRORS: Record<string, new (message?: string) => Error> = {
-  Error,
-  TypeError,
-  RangeError,
-  ReferenceError,
-  SyntaxError,
-  EvalError,
-  URIError,
-};
+function reportCause(error: Error, depth: number, enclosing: Set<unknown>): ThrownReport | undefined {
+  if (!attempt(() => 'cause' in error, false)) return undefined;
+  const cause = readField(error, 'cause');
+  return 'failed' in cause ? described(cause.failed) : reportWithin(cause.value, depth + 1, enclosing);
+}
+
+function reportErrors(error: Error, depth: number, enclosing: Set<unknown>): readonly ThrownReport[] | undefined {
+  return attempt(() => {
+    const errors: unknown = (error as Partial<AggregateError>).errors;
+    return Array.isArray(errors) ? errors.map((each) => reportWithin(each, depth + 1, enclosing)) : undefined;
+  }, undefined);
+}
+
+/** Name, message, stack and cause have their own fields; so do an AggregateError's errors. */
+const SET_APART = new Set(['name', 'message', 'stack', 'cause']);
+
+function reportProperties(error: Error, hasErrors: boolean): Record<string, unknown> {
+  const values = new Map<string, unknown>();
+  for (const key of attempt(() => Object.keys(error), [])) {
+    if (SET_APART.has(key) || (hasErrors && key === 'errors')) continue;
+    const field = readField(error, key);
+    values.set(key, 'failed' in field ? field.failed : field.value);
+  }
+  // Copied together, values that share objects still share them; fromEntries defines a `__proto__`
+  // key as data. When one value stops the copy, each is copied alone and the culprit described.
+  const together = copyOf(Object.fromEntries(values));
+  return together === undefined ? copyEach(values) : (together.value as Record<string, unknown>);
+}
+
+function copyEach(values: ReadonlyMap<string, unknown>): Record<string, unknown> {
+  const properties: Record<string, unknown> = {};
+  for (const [key, value] of values) {
+    const copy = copyOf(value);
+    define(properties, key, copy === undefined ? describeUncopyable(value) : copy.value, true);
+  }
+  return properties;
+}
+
+/** Reads a property of a thrown value, whose getters and proxy traps may throw. */
+function readField(object: object, key: string): { readonly value: unknown } | { readonly failed: string } {
+  try {
+    return { value: (object as Record<string, unknown>)[key] };
+  } catch (problem) {
+    return { failed: `(reading \`${key}\` threw ${describeProblem(problem)})` };
+  }
+}
+
+function fieldText(read: () => unknown, what: string): string {
+  try {
+    return String(read());
+  } catch (problem) {
+    return `(reading ${what} threw ${describeProblem(problem)})`;
+  }
+}
+
+/** What a getter or trap threw while a thrown value was read. */
+function describeProblem(problem: unknown): string {
+  return attempt(() => (isError(problem) ? describeThrown(problem) : describeValue(problem)), 'something');
+}
+
+/**
+ * A copy made the way values travel to and from workers (v8 serialization, which advanced IPC also
+ * uses), or undefined when that refuses the value. What it gives back is plain data to any clone.
+ */
+function copyOf(value: unknown): { readonly value: unknown } | undefined {
+  try {
+    return { value: deserialize(serialize(value)) };
+  } catch {
+    return undefined;
+  }
+}
+
+function described(description: string): ThrownReport {
+  return { kind: 'described', description };
+}
+
+/** Words for a value structured clone cannot copy, without the quoting of {@link describeValue}. */
+function describeUncopyable(value: unknown): string {
+  if (typeof value === 'symbol') return String(value);
+  if (types.isProxy(value)) {
+    const readable = attempt(() => JSON.stringify(value) !== undefined, false);
+    return readable ? `a Proxy showing \`${shownValue(value)}\`` : 'a Proxy';
+  }
+  if (typeof value === 'function') return `a function ${functionName(value) || '(anonymous)'}`;
+  if (typeof value !== 'object' || value === null) return shownValue(value);
+  const prototype = attempt(() => Object.getPrototypeOf(value) as { constructor?: unknown } | null, null);
+  const className = functionName(attempt(() => prototype?.constructor, undefined));
+  const of = className === '' || className === 'Object' ? '' : ` (a ${className})`;
+  return `an object that cannot be copied${of}: \`${shownValue(value)}\``;
+}
+
+/** Built-in error classes, most specific first, that a rebuilt error can be an instance of again. */
+const BUILT_IN_CLASSES: readonly (readonly [string, abstract new (...args: never[]) => Error])[] = [
+  ['DOMException', DOMException],
+  ['AggregateError', AggregateError],
+  ['TypeError', TypeError],
+  ['RangeError', RangeError],
+  ['ReferenceError', ReferenceError],
+  ['SyntaxError', SyntaxError],
+  ['EvalError', EvalError],
+  ['URIError', URIError],
+];
+
+function builtInClassOf(error: Error): string | undefined {
+  return BUILT_IN_CLASSES.find(([, Class]) => attempt(() => error instanceof Class, false))?.[0];
+}
+
+type Rebuilder = (message: string, report: ErrorReport, depth: number) => Error;
+
+const plainError: Rebuilder = (message) => new Error(message);
+
+/** Keyed by a name from a worker: a Map, so that names like `toString` or `__proto__` find nothing. */
+const REBUILDERS = new Map<string, Rebuilder>([
+  ['Error', plainError],
+  ['TypeError', (message) => new TypeError(message)],
+  ['RangeError', (message) => new RangeError(message)],
+  ['ReferenceError', (message) => new ReferenceError(message)],
+  ['SyntaxError', (message) => new SyntaxError(message)],
+  ['EvalError', (message) => new EvalError(message)],
+  ['URIError', (message) => new URIError(message)],
+  ['DOMException', (message, report) => new DOMException(message, report.name)],
+  [
+    'AggregateError',
+    (message, report, depth) =>
+      new AggregateError(
+        (report.errors ?? []).map((each) => rebuildWithin(each, depth + 1)),
+        message,
+      ),
+  ],
+]);
 
 /** Rebuilds a reported thrown value in this thread: same class where it is built in, same fields. */
 export function rebuildThrown(report: ThrownReport): unknown {
+  return rebuildWithin(report, 0);
+}
+
+function rebuildWithin(report: ThrownReport, depth: number): unknown {
   if (report.kind === 'value') return report.value;
-  const Constructor = BUILT_IN_ERRORS[report.name] ?? Error;
-  const error = new Constructor(report.message);
-  if (error.name !== report.name) {
-    Object.defineProperty(error, 'name', { value: report.name, writable: true, configurable: true });
-  }
-  if (report.stack !== undefined) {
-    Object.defineProperty(error, 'stack', { value: report.stack, writable: true, configurable: true });
-  }
-  for (const [key, value] of Object.entries(report.properties)) {
-    Object.defineProperty(error, key, { value, enumerable: true, writable: true, configurable: true });
-  }
-  if (report.cause !== undefined) {
-    Object.defineProperty(error, 'cause', {
-      value: rebuildThrown(report.cause),
-      writable: true,
-      configurable: true,
-    });
-  }
+  if (report.kind === 'described') return new ThrownValueDescription(report.description);
+  // A report is bounded when it is made, but one that arrives could be built by other code.
+  if (depth > MAX_DEPTH) return new ThrownValueDescription('an error nested too deep, left out');
+  const rebuild = REBUILDERS.get(report.builtIn ?? report.name) ?? plainError;
+  const error = rebuild(report.message, report, depth);
+  if (error.name !== report.name) define(error, 'name', report.name, false);
+  if (report.stack !== undefined) define(error, 'stack', report.stack, false);
+  for (const [key, value] of Object.entries(report.properties)) define(error, key, value, true);
+  if (report.cause !== undefined) define(error, 'cause', rebuildWithin(report.cause, depth + 1), false);
   return error;
 }
 
-function cloneable(value: unknown): boolean {
-  if (value === null || (typeof value !== 'object' && typeof value !== 'function' && typeof value !== 'symbol')) {
-    return true;
+/** Defines rather than assigns, so that a key such as `__proto__` is data and never a prototype. */
+function define(target: object, key: string, value: unknown, enumerable: boolean): void {
+  try {
+    Object.defineProperty(target, key, { value, enumerable, writable: true, configurable: true });
+  } catch {
+    // A property the new object will not let go of (none today) keeps its own value.
   }
-  return cloneProblem(value) === undefined;
+}
+
+function isError(value: unknown): value is Error {
+  return attempt(() => value instanceof Error, false) || types.isNativeError(value);
+}
+
+/** `read()`, or `fallback` when it throws: thrown values can carry getters and proxy traps that do. */
+function attempt<T>(read: () => T, fallback: T): T {
+  try {
+    return read();
+  } catch {
+    return fallback;
+  }
 }
 
 /** Why structured clone (as workers use it) refuses a value, or `undefined` when it takes it. */

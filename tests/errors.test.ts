@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ParmapTaskError, ParmapWorkerError } from '../dist/index.js';
-import { describeThrown, rebuildThrown, reportThrown } from '../dist/parmap/errors.js';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+import { ParmapScopeError, ParmapTaskError, ParmapWorkerError } from '../dist/index.js';
+import {
+  describeThrown,
+  describeValue,
+  rebuildThrown,
+  reportThrown,
+  ThrownValueDescription,
+} from '../dist/parmap/errors.js';
 
 /** What crossing a thread boundary does to a report. */
 const across = (thrown: unknown) => rebuildThrown(structuredClone(reportThrown(thrown)));
@@ -51,7 +59,6 @@ describe('thrown values crossing from a worker', () => {
       assert.deepEqual(across(value), value);
       assert.match(describeThrown(value), /^a non-Error value was thrown: `.*` \(\w+\)$/);
     }
-    assert.equal(across(Symbol('s')), '`Symbol(s)` (symbol)');
   });
 
   it('never gives an empty message', () => {
@@ -69,5 +76,157 @@ describe('thrown values crossing from a worker', () => {
     const error = new ParmapWorkerError([4, 5, 6], { exitCode: 3 });
     assert.match(error.message, /a worker exited with code 3 while it held items 4 to 6/);
     assert.equal(new ParmapWorkerError([2], { signal: 'SIGKILL' }).signal, 'SIGKILL');
+  });
+});
+
+/** Throws `problem` when read: a getter for defineProperty. */
+const throwing = (problem: unknown) => ({
+  get(): never {
+    throw problem;
+  },
+  enumerable: true,
+  configurable: true,
+});
+
+/** A proxy of `target` every trap of which throws. */
+const hostile = (target: object) =>
+  new Proxy(target, new Proxy({}, { get: (_handler, trap) => throwing(`the ${String(trap)} trap`).get }));
+
+describe('thrown values that fight back', () => {
+  it('rebuilds an error named after any Object.prototype key as a plain Error, and keeps __proto__ as data', () => {
+    for (const name of Object.getOwnPropertyNames(Object.prototype)) {
+      const error = new Error(`named ${name}`);
+      error.name = name;
+      Object.defineProperty(error, '__proto__', { value: { polluted: name }, enumerable: true });
+      const rebuilt = across(error) as Error;
+      assert.equal(Object.getPrototypeOf(rebuilt), Error.prototype, name);
+      assert.equal(rebuilt.name, name);
+      assert.equal(rebuilt.message, `named ${name}`);
+      assert.deepEqual(Object.getOwnPropertyDescriptor(rebuilt, '__proto__')?.value, { polluted: name });
+    }
+  });
+
+  it('keeps an AggregateError with its errors, each rebuilt', () => {
+    const inner = new AggregateError([new RangeError('deep')], 'inner');
+    const rebuilt = across(new AggregateError([new TypeError('t'), 'plain', inner], 'all')) as AggregateError;
+    assert.ok(rebuilt instanceof AggregateError);
+    assert.equal(rebuilt.message, 'all');
+    assert.equal(rebuilt.errors.length, 3);
+    assert.ok(rebuilt.errors[0] instanceof TypeError);
+    assert.equal(rebuilt.errors[1], 'plain');
+    assert.ok(rebuilt.errors[2] instanceof AggregateError);
+    assert.ok(rebuilt.errors[2].errors[0] instanceof RangeError);
+    assert.equal(rebuilt.errors[2].errors[0].message, 'deep');
+  });
+
+  it('keeps a DOMException with its name and code, and the built-in class of a subclass', () => {
+    const rebuilt = across(new DOMException('stopped', 'AbortError')) as DOMException;
+    assert.ok(rebuilt instanceof DOMException);
+    assert.equal(rebuilt.name, 'AbortError');
+    assert.equal(rebuilt.code, DOMException.ABORT_ERR);
+    assert.equal(rebuilt.message, 'stopped');
+    class ValidationError extends TypeError {
+      override name = 'ValidationError';
+    }
+    const subclass = across(new ValidationError('bad')) as Error;
+    assert.ok(subclass instanceof TypeError);
+    assert.equal(subclass.name, 'ValidationError');
+  });
+
+  it('cuts circular causes and errors, and bounds deep ones', () => {
+    const circular = new Error('me');
+    circular.cause = circular;
+    const rebuilt = across(circular) as Error;
+    assert.ok(rebuilt.cause instanceof ThrownValueDescription);
+    assert.match(String(rebuilt.cause), /circular/);
+    const aggregate = new AggregateError([], 'holds itself');
+    aggregate.errors.push(aggregate);
+    assert.ok((across(aggregate) as AggregateError).errors[0] instanceof ThrownValueDescription);
+    let deep = new Error('level 0');
+    for (let level = 1; level <= 1000; level++) deep = new Error(`level ${level}`, { cause: deep });
+    let levels = 0;
+    for (let at: unknown = across(deep); at instanceof Error; at = at.cause) levels++;
+    assert.ok(levels > 1 && levels < 20, `${levels} levels`);
+  });
+
+  it('reports anything thrown without throwing, in a form structuredClone takes', () => {
+    const getter = Object.defineProperty(new Error('getter'), 'bad', throwing(new Error('boom')));
+    // The stack first: V8 formats a pending stack, reading name and message, when it is redefined.
+    const fields = new Error('fields');
+    for (const field of ['stack', 'name', 'message', 'cause']) Object.defineProperty(fields, field, throwing(field));
+    const odd = Object.assign(new Error('odd'), { big: 10n, symbol: Symbol('s'), proxy: new Proxy({}, {}) });
+    Object.assign(odd, { self: odd, name: Symbol('name') });
+    const revocable = Proxy.revocable({}, {});
+    revocable.revoke();
+    const thrown: unknown[] = [
+      ...[getter, fields, odd, null, undefined, Symbol('x'), () => 1, class Named {}],
+      ...[hostile({}), hostile(new Error('proxied')), revocable.proxy],
+      ...[Object.defineProperty({}, 'bad', throwing('boom')), Object.create(null), { text: 'a', f() {} }],
+    ];
+    for (const value of thrown) {
+      const rebuilt = rebuildThrown(structuredClone(reportThrown(value)));
+      assert.ok(describeThrown(value).length > 0);
+      assert.ok(describeThrown(rebuilt).length > 0);
+    }
+    assert.match((across(getter) as Record<string, unknown>).bad as string, /reading `bad` threw Error: boom/);
+    assert.match((across(fields) as Error).message, /reading its message threw `"message"` \(string\)/);
+  });
+
+  it('describes thrown functions and symbols in words, without nested quotes', () => {
+    const anonymous = across(() => 1);
+    assert.ok(anonymous instanceof ThrownValueDescription);
+    assert.equal(anonymous.description, 'a function (anonymous)');
+    assert.equal(describeThrown(anonymous), 'a non-Error value was thrown: a function (anonymous)');
+    assert.equal(describeThrown(across(function named() {})), 'a non-Error value was thrown: a function named');
+    assert.equal(String(across(Symbol('x'))), 'Symbol(x)');
+    const holding = describeThrown(across({ text: 'a', f() {} }));
+    assert.equal(holding, 'a non-Error value was thrown: an object that cannot be copied: `{"text":"a"}`');
+    assert.equal(
+      new ParmapTaskError(3, across(Symbol('x'))).message,
+      'parmap: fn failed on item 3: a non-Error value was thrown: Symbol(x)',
+    );
+    assert.equal(describeValue(0), '`0` (number)');
+    assert.equal(describeValue('x'), '`"x"` (string)');
+  });
+});
+
+describe('ParmapScopeError', () => {
+  it('says to pass the names in scope, unless the caller gives its own advice', () => {
+    const plain = new ParmapScopeError(['a', 'b']);
+    assert.equal(
+      plain.message,
+      'parmap: fn uses `a`, `b` from the code around it, and a worker cannot see them. ' +
+        'Pass them with the scope option ({ scope: { a, b } }), define or import it inside fn, ' +
+        'or use n: 1 to run fn in this thread.',
+    );
+    const advice = 'it is imported, so it cannot travel as text: use { module, export }';
+    const imported = new ParmapScopeError(['helper'], advice);
+    assert.equal(
+      imported.message,
+      `parmap: fn uses \`helper\` from the code around it, and a worker cannot see it. ${advice}`,
+    );
+    assert.deepEqual(imported.names, ['helper']);
+  });
+});
+
+describe('published declarations', () => {
+  it('compile for a project whose lib is es2019', () => {
+    const declarations = fileURLToPath(new URL('../dist/parmap/errors.d.ts', import.meta.url));
+    const program = ts.createProgram([declarations], {
+      noEmit: true,
+      strict: true,
+      skipLibCheck: false,
+      target: ts.ScriptTarget.ES2019,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      lib: ['lib.es2019.d.ts', 'lib.esnext.asynciterable.d.ts'],
+      types: ['node'],
+      typeRoots: [fileURLToPath(new URL('../node_modules/@types', import.meta.url))],
+    });
+    const problems = ts
+      .getPreEmitDiagnostics(program)
+      .filter((diagnostic) => diagnostic.file?.fileName.endsWith('dist/parmap/errors.d.ts'))
+      .map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n'));
+    assert.deepEqual(problems, []);
   });
 });

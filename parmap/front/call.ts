@@ -39,13 +39,13 @@ export function prepareRun<R>(
   job: Job,
   callerFile: string,
   placement: Placement,
-): () => CallRun<R> {
+): (streaming: boolean) => CallRun<R> {
   const createExecutor: ExecutorFactory =
     job.inThisThread && placement.kind === 'own'
       ? inlineExecutor(fn, job, callerFile)
       : workerExecutor(fn, job, callerFile, placement);
   const input = takeInput(items);
-  return () => new CallRun<R>(input, job, createExecutor);
+  return (streaming) => new CallRun<R>(input, job, createExecutor, streaming);
 }
 
 /**

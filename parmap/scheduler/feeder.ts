@@ -102,9 +102,13 @@ class ArrayFeeder extends Feeder {
         return;
       }
       const items = this.array.slice(this.position, this.position + this.sizer.next(this.nextIndex));
+      let valid = 0;
       try {
-        for (let i = 0; i < items.length; i++) this.checkItem(items[i], this.position + i);
+        for (; valid < items.length; valid++) this.checkItem(items[valid], this.position + valid);
       } catch (error) {
+        // The items before the bad one still run: their results come before the error.
+        if (valid > 0) this.emit(items.slice(0, valid));
+        this.finished = true;
         this.hooks.fail(error, this.sequence);
         return;
       }
@@ -142,8 +146,10 @@ class IteratorFeeder extends Feeder {
           items.push(step.value);
         }
       } catch (error) {
-        // An iterator that threw is finished; there is nothing to close.
+        // An iterator that threw is finished; there is nothing to close. The items it gave
+        // before still run: their results come before the error, whatever the chunk size.
         this.finished = true;
+        if (items.length > 0) this.emit(items);
         this.hooks.fail(error, this.sequence);
         return;
       }

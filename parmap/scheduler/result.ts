@@ -68,7 +68,8 @@ export class LazyResult<R> implements ParmapResult<R> {
   private consumedBy: 'await' | 'iteration' | undefined;
 
   constructor(
-    private readonly createRun: () => ChunkRun<R>,
+    /** `streaming`: the caller reads results one by one (`for await`), not the whole array. */
+    private readonly createRun: (streaming: boolean) => ChunkRun<R>,
     readonly total: number | undefined,
   ) {}
 
@@ -83,7 +84,7 @@ export class LazyResult<R> implements ParmapResult<R> {
   ): Promise<A | B> {
     if (this.promise === undefined) {
       this.claim('await');
-      this.promise = collect(this.createRun());
+      this.promise = collect(this.createRun(false));
     }
     return this.promise.then(onFulfilled, onRejected);
   }
@@ -98,7 +99,7 @@ export class LazyResult<R> implements ParmapResult<R> {
 
   [Symbol.asyncIterator](): AsyncIterableIterator<R> {
     this.claim('iteration');
-    const run = this.createRun();
+    const run = this.createRun(true);
     const iterator = new ResultIterator(run);
     abandoned.register(iterator, run as ChunkRun<unknown>, iterator);
     return iterator;

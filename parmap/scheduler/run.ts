@@ -30,6 +30,8 @@ interface ChunkResults {
   values: unknown[];
   remaining: number;
   failures: number;
+  /** Places filled so far, kept once the chunk is split (only then can a place be missing). */
+  filled?: Set<number>;
 }
 
 /** Work for the executor: some items of a chunk, with the tries they have had. */
@@ -53,8 +55,8 @@ interface Failure {
    * caller first. `undefined`: it ends the call at once (an abort, a broken progress callback).
    */
   readonly sequence: number | undefined;
-  /** The results of the failing chunk before the failing item. */
-  readonly prefix: readonly unknown[];
+  /** The failing chunk and the place of the failing item: its results before that place come first. */
+  readonly within?: { readonly results: ChunkResults; readonly position: number };
 }
 
 /** Chunks fed beyond those running, per chunk the executor can run, so workers never wait. */
@@ -90,12 +92,17 @@ export class CallRun<R> implements ChunkRun<R> {
   private closing: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private readonly onAbort = (): void =>
-    this.fail({ error: new AbortError(this.job.signal?.reason), sequence: undefined, prefix: [] });
+    this.fail({ error: new AbortError(this.job.signal?.reason), sequence: undefined });
 
   constructor(
     private readonly input: TakenInput,
     private readonly job: Job,
     private readonly createExecutor: ExecutorFactory,
+    /**
+     * The caller reads results one by one: an ordered stream then yields every result before a
+     * failing item first. Awaiting the array, the first failure ends the call at once.
+     */
+    private readonly streaming = true,
   ) {
     this.sizer = new ChunkSizer(job.chunksize, job.n, job.total);
   }
@@ -110,12 +117,12 @@ export class CallRun<R> implements ChunkRun<R> {
       outcome: (id, outcome) => this.onOutcome(id, outcome),
       workerDiedAfter: (id, ending) => this.onLateDeath(id, ending),
       capacityChanged: () => this.pump(),
-      failed: (error) => this.fail({ error, sequence: undefined, prefix: [] }),
+      failed: (error) => this.fail({ error, sequence: undefined }),
     });
     this.feeder = Feeder.for(this.input, this.sizer, this.job.checkItem, {
       hasRoom: () => this.hasRoom(),
       submit: (chunk) => this.submitChunk(chunk),
-      fail: (error, sequence) => this.fail({ error, sequence, prefix: [] }),
+      fail: (error, sequence) => this.fail({ error, sequence }),
       ended: () => {
         this.inputEnded = true;
         this.notify();
@@ -151,7 +158,7 @@ export class CallRun<R> implements ChunkRun<R> {
       await this.started;
     } catch (error) {
       this.failed = true;
-      this.failure ??= { error, sequence: undefined, prefix: [] };
+      this.failure ??= { error, sequence: undefined };
       throw error;
     }
     this.executor?.hold(true);
@@ -162,7 +169,10 @@ export class CallRun<R> implements ChunkRun<R> {
       if (chunk !== undefined) return chunk;
       if (this.failure !== undefined && this.failureIsDue()) {
         this.failed = true;
-        if (this.failure.prefix.length > 0) return this.failure.prefix as R[];
+        const { within } = this.failure;
+        if (this.job.ordered && within !== undefined && within.position > 0) {
+          return within.results.values.slice(0, within.position) as R[];
+        }
         throw this.failure.error;
       }
       if (this.failure === undefined && this.inputEnded && this.unconsumed === 0) {
@@ -194,9 +204,10 @@ export class CallRun<R> implements ChunkRun<R> {
 
   /** Whether everything that must reach the caller before the failure has. */
   private failureIsDue(): boolean {
-    const sequence = this.failure?.sequence;
-    if (sequence === undefined || !this.job.ordered) return true;
-    return this.reorder.nextSequence >= sequence;
+    const failure = this.failure;
+    if (failure?.sequence === undefined || !this.job.ordered) return true;
+    if (this.reorder.nextSequence < failure.sequence) return false;
+    return failure.within === undefined || filledBefore(failure.within.results, failure.within.position);
   }
 
   /** Keeps the executor busy: tasks to run again first, then new chunks from the feeder. */
@@ -213,8 +224,12 @@ export class CallRun<R> implements ChunkRun<R> {
   }
 
   private comesBeforeFailure(task: Task): boolean {
-    const sequence = this.failure?.sequence;
-    return this.job.ordered && sequence !== undefined && task.results.chunk.sequence < sequence;
+    const failure = this.failure;
+    if (!this.job.ordered || failure?.sequence === undefined) return false;
+    const { sequence } = task.results.chunk;
+    if (sequence !== failure.sequence) return sequence < failure.sequence;
+    const last = task.positions[task.positions.length - 1] ?? 0;
+    return failure.within !== undefined && last < failure.within.position;
   }
 
   private submitChunk(chunk: Chunk): void {
@@ -249,7 +264,7 @@ export class CallRun<R> implements ChunkRun<R> {
         this.recover(task, outcome.ending, outcome.started, running.watch.timedOutAt);
         break;
       case 'failed':
-        this.fail({ error: outcome.error, sequence: undefined, prefix: [] });
+        this.fail({ error: outcome.error, sequence: undefined });
         return;
       default:
         this.itemFailed(
@@ -260,6 +275,8 @@ export class CallRun<R> implements ChunkRun<R> {
           outcome.kind === 'threw' ? outcome.before : undefined,
         );
     }
+    // A failure may be waiting for exactly these results.
+    if (this.failure !== undefined) this.notify();
     this.pump();
   }
 
@@ -269,7 +286,11 @@ export class CallRun<R> implements ChunkRun<R> {
       results.values = reply.values;
       if (task.attempts === 0) this.sizer.record(reply.values.length, reply.ms);
     } else {
-      for (const [at, position] of task.positions.entries()) results.values[position] = reply.values[at];
+      results.filled ??= new Set();
+      for (const [at, position] of task.positions.entries()) {
+        results.values[position] = reply.values[at];
+        results.filled.add(position);
+      }
     }
     for (const failure of reply.failures ?? []) {
       const index = this.indexOf(task, failure.at);
@@ -282,7 +303,8 @@ export class CallRun<R> implements ChunkRun<R> {
     for (const failure of reply.localFailures ?? []) {
       // The in-thread run's own timeout is already the item's error.
       const { thrown } = failure;
-      const error = thrown instanceof ParmapTimeoutError ? thrown : new ParmapTaskError(this.indexOf(task, failure.at), thrown);
+      const error =
+        thrown instanceof ParmapTimeoutError ? thrown : new ParmapTaskError(this.indexOf(task, failure.at), thrown);
       this.placeError(task, failure.at, error);
     }
     this.completeItems(results, reply.values.length);
@@ -301,19 +323,32 @@ export class CallRun<R> implements ChunkRun<R> {
       return;
     }
     this.progress?.add(0, 1);
-    // An ordered stream yields the results before the failing item first: those of this chunk
-    // came with the failure when the task was the whole chunk.
-    const prefix = task.whole ? (before ?? []) : [];
-    this.fail({ error, sequence: task.results.chunk.sequence, prefix });
+    // An ordered stream yields the results before the failing item first: those this task ran
+    // came with the failure; others of the chunk are in place already or still on their way.
+    const { results } = task;
+    if (before !== undefined && before.length > 0) {
+      results.filled ??= new Set();
+      for (const [at, value] of before.entries()) {
+        const position = task.positions[at] as number;
+        results.values[position] = value;
+        results.filled.add(position);
+      }
+    }
+    if (!task.whole) results.filled ??= new Set();
+    this.fail({ error, sequence: results.chunk.sequence, within: { results, position: task.positions[at] as number } });
   }
 
+  /** The task's other items run again, as runs of consecutive items (what an executor takes). */
   private requeueExcept(task: Task, at: number): void {
-    const rest = task.positions.filter((_, place) => place !== at);
-    if (rest.length > 0) this.retryQueue.push({ ...task, positions: rest, whole: false, deferrals: 0 });
+    for (const run of [task.positions.slice(0, at), task.positions.slice(at + 1)]) {
+      if (run.length > 0) this.retryQueue.push({ ...task, positions: run, whole: false, deferrals: 0 });
+    }
   }
 
   private placeError(task: Task, at: number, error: unknown): void {
-    task.results.values[task.positions[at] as number] = error;
+    const position = task.positions[at] as number;
+    task.results.values[position] = error;
+    task.results.filled?.add(position);
     task.results.failures++;
   }
 
@@ -336,10 +371,19 @@ export class CallRun<R> implements ChunkRun<R> {
     if (this.job.onError === 'throw') {
       this.progress?.add(0, 1);
       // The items before the lost one died with the worker: an ordered stream still owes them.
+      const { results } = task;
       if (this.job.ordered && plan.at !== undefined && plan.at > 0) {
-        this.retryQueue.push(again({ positions: task.positions.slice(0, plan.at), attempts: task.attempts, deferrals: 0 }));
+        results.filled ??= new Set();
+        this.retryQueue.push(
+          again({ positions: task.positions.slice(0, plan.at), attempts: task.attempts, deferrals: 0 }),
+        );
       }
-      this.fail({ error, sequence: task.results.chunk.sequence, prefix: [] });
+      const sequence = results.chunk.sequence;
+      this.fail(
+        plan.at === undefined
+          ? { error, sequence }
+          : { error, sequence, within: { results, position: task.positions[plan.at] as number } },
+      );
       return;
     }
     const blamed = plan.at === undefined ? task.positions.map((_, at) => at) : [plan.at];
@@ -356,7 +400,6 @@ export class CallRun<R> implements ChunkRun<R> {
     this.fail({
       error: new ParmapWorkerError(indices, { ...ending, maxMemory: this.job.maxMemory }, { after: true }),
       sequence: undefined,
-      prefix: [],
     });
   }
 
@@ -374,7 +417,7 @@ export class CallRun<R> implements ChunkRun<R> {
     try {
       this.progress?.add(results.chunk.items.length, results.failures);
     } catch (error) {
-      this.fail({ error, sequence: undefined, prefix: [] });
+      this.fail({ error, sequence: undefined });
       return;
     }
     this.notify();
@@ -410,15 +453,12 @@ export class CallRun<R> implements ChunkRun<R> {
    * Records a failure and stops feeding. The first failure in input order wins: an ordered call
    * that fails at item 10 and then at item 3 reports item 3, as `Array.map` would.
    */
-  private fail(failure: Failure): void {
+  private fail(given: Failure): void {
+    let failure = given;
     if (this.closed || this.failed) return;
+    if (!this.streaming) failure = { error: failure.error, sequence: undefined };
     const current = this.failure;
-    if (current !== undefined) {
-      const earlier =
-        failure.sequence === undefined ||
-        (current.sequence !== undefined && this.job.ordered && failure.sequence < current.sequence);
-      if (!earlier) return;
-    }
+    if (current !== undefined && !comesFirst(failure, current, this.job.ordered)) return;
     this.failure = failure;
     this.feeder?.close();
     if (failure.sequence === undefined || !this.job.ordered) void this.executor?.close();
@@ -448,4 +488,20 @@ export class CallRun<R> implements ChunkRun<R> {
     await this.executor?.close();
     finishProgress(this.progress, this.completed, this.failure);
   }
+}
+
+/** Whether every place of a chunk before `position` has its result. */
+function filledBefore(results: ChunkResults, position: number): boolean {
+  const { filled } = results;
+  if (filled === undefined) return true;
+  for (let place = 0; place < position; place++) if (!filled.has(place)) return false;
+  return true;
+}
+
+/** Whether failure `a` reaches the caller instead of `b`: the one at the earlier item, when ordered. */
+function comesFirst(a: Failure, b: Failure, ordered: boolean): boolean {
+  if (a.sequence === undefined) return true;
+  if (!ordered || b.sequence === undefined) return false;
+  if (a.sequence !== b.sequence) return a.sequence < b.sequence;
+  return (a.within?.position ?? 0) < (b.within?.position ?? 0);
 }

@@ -1,0 +1,220 @@
+/**
+ * parmap gives what Array.map gives: the same values back, errors that keep what they carry, and
+ * the results before a failure before the failure.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { parmap } from '../dist/index.js';
+import { assertClean, lastJson, runScenario } from './fixtures/child-scenario.js';
+
+const WORKER_MODES = [
+  { name: 'threads', options: `{ n: 2 }` },
+  { name: 'processes', options: `{ n: 2, workerType: 'process' }` },
+] as const;
+
+const key = fc.oneof(fc.string({ maxLength: 4 }), fc.integer());
+const typedArray = fc.oneof(
+  fc.uint8Array({ maxLength: 8 }),
+  fc.int32Array({ maxLength: 4 }),
+  fc.float64Array({ maxLength: 4 }),
+  fc.bigInt64Array({ maxLength: 4 }),
+  fc
+    .tuple(fc.uint16Array({ minLength: 4, maxLength: 12 }), fc.nat(2), fc.nat(2))
+    .map(([array, start, end]) => array.subarray(start, array.length - end)),
+);
+const buffer = fc.oneof(
+  fc.uint8Array({ maxLength: 8 }).map((bytes) => Buffer.from(bytes)),
+  fc.uint8Array({ minLength: 2, maxLength: 8 }).map((bytes) => Buffer.from(bytes).subarray(1)),
+);
+const leaf = fc.oneof(
+  fc.string({ maxLength: 6 }),
+  fc.string({ unit: 'binary', maxLength: 6 }),
+  fc.double(),
+  fc.constantFrom(Number.NaN, -0, Number.POSITIVE_INFINITY),
+  fc.integer(),
+  fc.bigInt(),
+  fc.date({ noInvalidDate: true }),
+  fc.boolean(),
+  fc.constantFrom(null, undefined),
+  typedArray,
+  buffer,
+);
+const { value } = fc.letrec((tie) => ({
+  value: fc.oneof({ depthSize: 'small' }, leaf, tie('array'), tie('sparse'), tie('object'), tie('map'), tie('set')),
+  array: fc.array(tie('value'), { maxLength: 4 }),
+  sparse: fc.sparseArray(tie('value'), { maxLength: 6, maxNumElements: 3 }),
+  object: fc.dictionary(fc.string({ maxLength: 4 }), tie('value'), { maxKeys: 4, noNullPrototype: true }),
+  map: fc.array(fc.tuple(key, tie('value')), { maxLength: 3 }).map((entries) => new Map(entries)),
+  set: fc.array(fc.oneof(key, fc.bigInt()), { maxLength: 3 }).map((values) => new Set(values)),
+}));
+
+/** Checks what deepEqual does not: Buffers stay Buffers, and (processes) typed arrays own their memory. */
+function checkViews(expected: unknown, actual: unknown, compact: boolean, path = 'value'): void {
+  if (Buffer.isBuffer(expected)) {
+    assert.ok(Buffer.isBuffer(actual), `${path} should be a Buffer`);
+  } else if (ArrayBuffer.isView(expected)) {
+    const view = actual as ArrayBufferView;
+    if (compact) assert.equal(view.buffer.byteLength, view.byteLength, `${path}.buffer is larger than ${path}`);
+  } else if (expected instanceof Map) {
+    const values = [...(actual as Map<unknown, unknown>).values()];
+    [...expected.values()].forEach((item, i) => checkViews(item, values[i], compact, `${path}.get(#${i})`));
+  } else if (typeof expected === 'object' && expected !== null && !(expected instanceof Date)) {
+    for (const name of Object.keys(expected)) {
+      checkViews(
+        (expected as Record<string, unknown>)[name],
+        (actual as Record<string, unknown>)[name],
+        compact,
+        `${path}[${name}]`,
+      );
+    }
+  }
+}
+
+describe('values come back as Array.map gives them', () => {
+  const modes = [
+    { name: 'threads', options: { n: 2 } },
+    { name: 'processes', options: { n: 2, workerType: 'process' } },
+    { name: 'n: 1', options: { n: 1 } },
+  ] as const;
+  for (const mode of modes) {
+    it(`parmap((x) => x, xs) deep-equals xs.map((x) => x), Buffers and typed arrays included (${mode.name})`, async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(value, { maxLength: 5 }), async (xs) => {
+          const results = await parmap((x: unknown) => x, xs, mode.options);
+          const expected = xs.map((x) => x);
+          assert.deepStrictEqual(results, expected);
+          checkViews(expected, results, mode.name === 'processes');
+        }),
+        { seed: 20240611, numRuns: 30 },
+      );
+    });
+
+    it(`items that are Buffers reach fn as Buffers (${mode.name})`, async () => {
+      const items = [Buffer.from('abc'), Buffer.alloc(0), Buffer.alloc(10_000, 1), Buffer.from('abcdef').subarray(2)];
+      assert.deepEqual(
+        await parmap((x: unknown) => Buffer.isBuffer(x), items, mode.options),
+        [true, true, true, true],
+      );
+      assert.deepEqual(
+        await parmap((x: { inner: unknown }) => Buffer.isBuffer(x.inner), [{ inner: Buffer.from('z') }], mode.options),
+        [true],
+      );
+    });
+  }
+});
+
+/** A scenario printing how `parmap(fn, range(5), options)` failed, as JSON. */
+const failureOf = (fn: string, options: string, report: string) =>
+  `try { await parmap(${fn}, range(5), ${options}); console.log('"resolved"') }
+   catch (e) { console.log(JSON.stringify(${report})) }`;
+
+describe('errors keep what they carry across workers', { concurrency: 2 }, () => {
+  for (const mode of WORKER_MODES) {
+    it(`an AggregateError keeps its errors (${mode.name})`, async () => {
+      const outcome = await runScenario(
+        failureOf(
+          `(x) => { if (x === 2) throw new AggregateError([new Error('a')], 'agg'); return x }`,
+          mode.options,
+          `{ task: e instanceof ParmapTaskError, index: e.index, aggregate: e.cause instanceof AggregateError, message: e.cause?.message,
+             errors: Array.isArray(e.cause?.errors) ? e.cause.errors.map((inner) => [inner instanceof Error, inner.message]) : String(e.cause?.errors) }`,
+        ),
+      );
+      assertClean(outcome);
+      assert.deepEqual(lastJson(outcome), {
+        task: true,
+        index: 2,
+        aggregate: true,
+        message: 'agg',
+        errors: [[true, 'a']],
+      });
+    });
+
+    it(`a DOMException keeps its class, name and code (${mode.name})`, async () => {
+      const outcome = await runScenario(
+        failureOf(
+          `(x) => { if (x === 2) throw new DOMException('x', 'AbortError'); return x }`,
+          mode.options,
+          `{ task: e instanceof ParmapTaskError, index: e.index, dom: e.cause instanceof DOMException, name: e.cause?.name, code: e.cause?.code, message: e.cause?.message }`,
+        ),
+      );
+      assertClean(outcome);
+      assert.deepEqual(lastJson(outcome), {
+        task: true,
+        index: 2,
+        dom: true,
+        name: 'AbortError',
+        code: 20,
+        message: 'x',
+      });
+    });
+
+    for (const property of ['detail', 'message', 'name', 'stack']) {
+      it(`an error whose ${property} getter throws is still that item's ParmapTaskError (${mode.name})`, async () => {
+        const fn = `(x) => {
+          if (x !== 2) return x;
+          const error = new Error('getter');
+          Object.defineProperty(error, '${property}', { enumerable: true, get() { throw new Error('getter threw') } });
+          throw error;
+        }`;
+        const outcome = await runScenario(
+          `${failureOf(fn, mode.options, '{ task: e instanceof ParmapTaskError, index: e.index }')}
+           const returned = await parmap(${fn}, range(5), { ...${mode.options}, onError: 'return' });
+           console.log(JSON.stringify(returned.map((r) => (r instanceof Error ? [r.constructor.name, r.index] : r))));`,
+        );
+        assertClean(outcome);
+        const [thrown, returned] = outcome.stdout.split('\n').map((line) => JSON.parse(line));
+        assert.deepEqual(thrown, { task: true, index: 2 });
+        assert.deepEqual(returned, [0, 1, ['ParmapTaskError', 2], 3, 4]);
+      });
+    }
+
+    for (const name of ['toString', '__proto__', 'constructor', 'hasOwnProperty']) {
+      it(`an error named '${name}' rejects the call normally (${mode.name})`, async () => {
+        const outcome = await runScenario(
+          failureOf(
+            `(x) => { if (x === 2) { const error = new Error('odd name'); error.name = '${name}'; throw error } return x }`,
+            mode.options,
+            `{ task: e instanceof ParmapTaskError, index: e.index, message: e.cause?.message }`,
+          ),
+        );
+        assertClean(outcome);
+        assert.deepEqual(lastJson(outcome), { task: true, index: 2, message: 'odd name' });
+      });
+    }
+  }
+});
+
+describe('results before a failure come before the failure', { concurrency: 2 }, () => {
+  for (const mode of WORKER_MODES) {
+    for (const chunksize of ['1', "'auto'"]) {
+      it(`ordered: every result before the failing item is yielded, then its error, though earlier items finish last (${mode.name}, chunksize ${chunksize})`, async () => {
+        // Items before 20 busy-loop longer the earlier they are, so later ones finish first.
+        const outcome = await runScenario(
+          `const seen = [];
+           const fn = (x) => { if (x === 20) throw new Error('item 20'); if (x < 20) { const end = Date.now() + (20 - x) * 3; while (Date.now() < end); } return x };
+           try { for await (const r of parmap(fn, range(40), { ...${mode.options}, n: 3, chunksize: ${chunksize} })) seen.push(r); console.log('"finished"') }
+           catch (e) { console.log(JSON.stringify({ seen, name: e.name, index: e.index })) }`,
+        );
+        assertClean(outcome);
+        assert.deepEqual(lastJson(outcome), { seen: Array.from({ length: 20 }, (_, i) => i), name: 'ParmapTaskError', index: 20 });
+      });
+    }
+
+    it(`ordered: false yields the results that finished before the failure (${mode.name})`, async () => {
+      // Items 0..10 form one chunk on one worker: 0..9 finish before 10 fails.
+      const outcome = await runScenario(
+        `const seen = [];
+         const fn = (x) => { if (x === 10) throw new Error('item 10'); return x };
+         try { for await (const r of parmap(fn, range(40), { ...${mode.options}, ordered: false, chunksize: 11 })) seen.push(r); console.log('"finished"') }
+         catch (e) { console.log(JSON.stringify({ seen, name: e.name, index: e.index })) }`,
+      );
+      assertClean(outcome);
+      const { seen, name, index } = lastJson(outcome) as { seen: number[]; name: string; index: number };
+      assert.deepEqual([name, index], ['ParmapTaskError', 10]);
+      for (let i = 0; i < 10; i++) assert.ok(seen.includes(i), `result ${i} was not yielded: ${JSON.stringify(seen)}`);
+      assert.ok(!seen.includes(10));
+      assert.equal(new Set(seen).size, seen.length);
+    });
+  }
+});
