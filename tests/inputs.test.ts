@@ -17,7 +17,12 @@ describe('inputs that produce on their own lose nothing', { concurrency: 3 }, ()
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'parmap-inputs-'));
     file = join(dir, 'lines.txt');
-    writeFileSync(file, range(50_000).map((i) => `line ${i}\n`).join(''));
+    writeFileSync(
+      file,
+      range(50_000)
+        .map((i) => `line ${i}\n`)
+        .join(''),
+    );
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 

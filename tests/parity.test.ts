@@ -58,7 +58,9 @@ function checkViews(expected: unknown, actual: unknown, compact: boolean, path =
     if (compact) assert.equal(view.buffer.byteLength, view.byteLength, `${path}.buffer is larger than ${path}`);
   } else if (expected instanceof Map) {
     const values = [...(actual as Map<unknown, unknown>).values()];
-    [...expected.values()].forEach((item, i) => checkViews(item, values[i], compact, `${path}.get(#${i})`));
+    [...expected.values()].forEach((item, i) => {
+      checkViews(item, values[i], compact, `${path}.get(#${i})`);
+    });
   } else if (typeof expected === 'object' && expected !== null && !(expected instanceof Date)) {
     for (const name of Object.keys(expected)) {
       checkViews(
@@ -92,10 +94,7 @@ describe('values come back as Array.map gives them', () => {
 
     it(`items that are Buffers reach fn as Buffers (${mode.name})`, async () => {
       const items = [Buffer.from('abc'), Buffer.alloc(0), Buffer.alloc(10_000, 1), Buffer.from('abcdef').subarray(2)];
-      assert.deepEqual(
-        await parmap((x: unknown) => Buffer.isBuffer(x), items, mode.options),
-        [true, true, true, true],
-      );
+      assert.deepEqual(await parmap((x: unknown) => Buffer.isBuffer(x), items, mode.options), [true, true, true, true]);
       assert.deepEqual(
         await parmap((x: { inner: unknown }) => Buffer.isBuffer(x.inner), [{ inner: Buffer.from('z') }], mode.options),
         [true],
@@ -197,16 +196,17 @@ describe('results before a failure come before the failure', { concurrency: 2 },
            catch (e) { console.log(JSON.stringify({ seen, name: e.name, index: e.index })) }`,
         );
         assertClean(outcome);
-        assert.deepEqual(lastJson(outcome), { seen: Array.from({ length: 20 }, (_, i) => i), name: 'ParmapTaskError', index: 20 });
+        assert.deepEqual(lastJson(outcome), {
+          seen: Array.from({ length: 20 }, (_, i) => i),
+          name: 'ParmapTaskError',
+          index: 20,
+        });
       });
     }
 
-    it(
-      `ordered: false yields the results that finished before the failure (${mode.name})`,
-      {
-        todo: 'the results of the items that ran before the failing item in its own chunk are dropped (ordered: true yields them)',
-      },
-      async () => {
+    it(`ordered: false yields the results that finished before the failure (${mode.name})`, {
+      todo: 'the results of the items that ran before the failing item in its own chunk are dropped (ordered: true yields them)',
+    }, async () => {
       // Items 0..10 form one chunk on one worker: 0..9 finish before 10 fails.
       const outcome = await runScenario(
         `const seen = [];
@@ -220,7 +220,6 @@ describe('results before a failure come before the failure', { concurrency: 2 },
       for (let i = 0; i < 10; i++) assert.ok(seen.includes(i), `result ${i} was not yielded: ${JSON.stringify(seen)}`);
       assert.ok(!seen.includes(10));
       assert.equal(new Set(seen).size, seen.length);
-      },
-    );
+    });
   }
 });

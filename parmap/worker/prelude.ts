@@ -13,6 +13,8 @@ import { importFromCaller, resolveFromCaller } from './resolve.js';
 export const IMPORT_NAME = '__parmapImport';
 export const IMPORT_META_NAME = '__parmapImportMeta';
 
+// Not `arguments`: it is free in fn only when an arrow uses its enclosing function's, which no
+// worker has (functionExpression refuses those), and strict code cannot take it as a parameter.
 const CALLER_NAMES = new Set([
   'require',
   '__dirname',
@@ -21,7 +23,6 @@ const CALLER_NAMES = new Set([
   IMPORT_META_NAME,
   '__vite_ssr_dynamic_import__',
   '__vite_ssr_import_meta__',
-  'arguments',
 ]);
 
 type Helper = (...args: never[]) => unknown;
@@ -129,8 +130,6 @@ export function providedValue(name: string, callerFile: string): unknown {
     case IMPORT_META_NAME:
     case '__vite_ssr_import_meta__':
       return importMetaOf(callerFile);
-    case 'arguments':
-      return [];
     default:
       return tslibHelper(name);
   }

@@ -1,0 +1,202 @@
+/**
+ * `context` and `teardown` with a real resource: each worker opens one socket to a TCP server on
+ * 127.0.0.1 that counts connections, fn writes to it, and the teardown says `bye` and closes it.
+ * Every scenario runs in a process of its own (see fixtures/context-scenario.mjs), which must end
+ * by itself.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fixture, lastJson, runModule, runNode } from './fixtures/integration-child.js';
+
+interface Connection {
+  /** `<pid>:<threadId>` of the worker whose context opened it; null if it closed before saying. */
+  readonly opener: string | null;
+  readonly items: number;
+  readonly bye: boolean;
+  readonly closed: boolean;
+}
+
+interface Report {
+  readonly pid: number;
+  readonly outcome: string;
+  readonly allClosed: boolean;
+  readonly connections: readonly Connection[];
+}
+
+type Mode = 'thread' | 'process' | 'inline';
+type Ending = 'ok' | 'throw' | 'break' | 'abort';
+
+async function scenario(mode: Mode, ending: Ending, release = 'teardown'): Promise<{ report: Report; stderr: string }> {
+  const outcome = await runNode([fixture('context-scenario.mjs'), mode, ending, release]);
+  return { report: lastJson<Report>(outcome), stderr: outcome.stderr };
+}
+
+const expectedOutcome: Record<Ending, RegExp> = {
+  ok: /^correct results$/,
+  throw: /^ParmapTaskError: .*item 10.*boom/,
+  break: /^broke$/,
+  abort: /^AbortError/,
+};
+
+/** One socket per worker that ran, never two from one worker, and every one closed in the end. */
+function assertOnePerWorker(report: Report, mode: Mode): void {
+  assert.equal(report.allClosed, true, JSON.stringify(report));
+  const openers = report.connections.flatMap(({ opener }) => (opener === null ? [] : [opener]));
+  assert.equal(new Set(openers).size, openers.length, `a worker opened two sockets: ${JSON.stringify(report)}`);
+  assert.ok(report.connections.length >= 1 && report.connections.length <= (mode === 'inline' ? 1 : 2));
+  for (const opener of openers) {
+    const [pid, threadId] = (opener as string).split(':').map(Number);
+    if (mode === 'inline') assert.deepEqual([pid, threadId], [report.pid, 0], 'n: 1 makes the context in this thread');
+    if (mode === 'thread') assert.ok(pid === report.pid && threadId !== 0, opener);
+    if (mode === 'process') assert.notEqual(pid, report.pid, opener);
+  }
+}
+
+const modes: Mode[] = ['thread', 'process', 'inline'];
+const endings: Ending[] = ['ok', 'throw', 'break', 'abort'];
+
+describe('context and teardown: one resource per worker, released however the call ends', () => {
+  for (const mode of modes) {
+    for (const ending of endings) {
+      it(`${mode}: ${ending}: one socket per worker, all closed`, async () => {
+        const { report } = await scenario(mode, ending);
+        assert.match(report.outcome, expectedOutcome[ending]);
+        assertOnePerWorker(report, mode);
+        if (ending === 'ok') {
+          assert.equal(report.connections.reduce((sum, { items }) => sum + items, 0), 40, 'each item wrote once');
+          for (const connection of report.connections) assert.ok(connection.opener !== null && connection.bye);
+        }
+      });
+    }
+  }
+
+  for (const ending of ['throw', 'break', 'abort'] as const) {
+    it(`inline: teardown runs on ${ending}`, async () => {
+      const { report } = await scenario('inline', ending);
+      assert.deepEqual(
+        report.connections.map(({ bye }) => bye),
+        [true],
+      );
+    });
+  }
+
+  // A worker still running items when the call ends is terminated at once: the teardown of its
+  // context never runs (its socket is closed only because the thread or process dies). With
+  // process workers the teardown sometimes runs while fn is still running items on that worker, so
+  // fn writes to a closed socket and the worker dies with ERR_STREAM_WRITE_AFTER_END on stderr.
+  for (const mode of ['thread', 'process'] as const) {
+    for (const ending of ['throw', 'break', 'abort'] as const) {
+      it(
+        `${mode}: teardown runs in every worker that made a context, on ${ending}`,
+        { todo: 'busy workers are terminated without their teardown (see the comment above)' },
+        async () => {
+          const { report, stderr } = await scenario(mode, ending);
+          for (const connection of report.connections) {
+            if (connection.opener !== null) assert.ok(connection.bye, JSON.stringify(report));
+          }
+          assert.doesNotMatch(stderr, /ERR_STREAM_WRITE_AFTER_END/);
+        },
+      );
+    }
+  }
+
+  it('teardown runs on a worker busy with an item when another item fails (deterministic repro)', {
+    todo: 'the busy worker is terminated without its teardown',
+  }, async () => {
+    const outcome = await runModule(`
+      const context = () => ({ id: require('node:worker_threads').threadId });
+      const teardown = (value) => require('node:fs').appendFileSync(file, 'bye ' + value.id + '\\n');
+      const file = require('node:path').join(require('node:os').tmpdir(), 'parmap-teardown-' + process.pid);
+      const fn = async (x, value) => { if (x === 0) { await new Promise((r) => setTimeout(r, 100)); throw new Error('boom') } await new Promise(() => {}) };
+      const error = await parmap(fn, [0, 1], { n: 2, chunksize: 1, context, teardown, scope: { file } }).catch((e) => e);
+      const fs = await import('node:fs');
+      const lines = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\\n') : [];
+      fs.rmSync(file, { force: true });
+      console.log(JSON.stringify({ error: error.name, teardowns: lines.length }));
+    `);
+    assert.deepEqual(lastJson(outcome), { error: 'ParmapTaskError', teardowns: 2 });
+  });
+
+  for (const release of ['dispose', 'close'] as const) {
+    it(`without teardown, the value's own ${release === 'dispose' ? 'Symbol.asyncDispose' : 'close()'} releases it`, async () => {
+      for (const mode of modes) {
+        const { report } = await scenario(mode, 'ok', release);
+        assert.equal(report.outcome, 'correct results');
+        assertOnePerWorker(report, mode);
+        for (const connection of report.connections) assert.ok(connection.bye, `${mode}: ${JSON.stringify(report)}`);
+      }
+    });
+  }
+});
+
+describe('context: the value and how fn receives it', () => {
+  const options = ['{ n: 2 }', "{ n: 2, workerType: 'process' }", '{ n: 1 }'];
+
+  it('comes after the item and args, before the kwargs object (also with star)', async () => {
+    const outcome = await runModule(`
+      const out = [];
+      for (const options of [${options.join(', ')}]) {
+        out.push(await parmap((x, a, value, kw) => [x, a, value, kw], [1, 2], { ...options, args: ['A'], kwargs: { k: 1 }, context: () => 'C' }));
+        out.push(await parmap((x, y, a, value) => [x, y, a, value], [[1, 2]], { ...options, star: true, args: ['A'], context: () => 'C' }));
+      }
+      console.log(JSON.stringify(out));
+    `);
+    const perMode = [
+      [
+        [1, 'A', 'C', { k: 1 }],
+        [2, 'A', 'C', { k: 1 }],
+      ],
+      [[1, 2, 'A', 'C']],
+    ];
+    assert.deepEqual(lastJson(outcome), [...perMode, ...perMode, ...perMode]);
+  });
+
+  it('may be async and sees scope', async () => {
+    const outcome = await runModule(`
+      const out = [];
+      for (const options of [${options.join(', ')}]) {
+        const context = async () => { await new Promise((r) => setImmediate(r)); return { greeting: prefix + '!' } };
+        out.push(await parmap((x, value) => value.greeting + x, [1, 2], { ...options, context, scope: { prefix: 'hi' } }));
+      }
+      console.log(JSON.stringify(out));
+    `);
+    assert.deepEqual(lastJson(outcome), [
+      ['hi!1', 'hi!2'],
+      ['hi!1', 'hi!2'],
+      ['hi!1', 'hi!2'],
+    ]);
+  });
+
+  it('a context that throws fails the call saying so, and no item runs', async () => {
+    const marks = join(mkdtempSync(join(tmpdir(), 'parmap-context-')), 'ran');
+    const outcome = await runModule(`
+      const out = [];
+      for (const options of [${options.join(', ')}]) {
+        const error = await parmap((x) => require('node:fs').appendFileSync(marks, 'x'), range(20), {
+          ...options, context: () => { throw new Error('no database') }, scope: { marks: ${JSON.stringify(marks)} },
+        }).then(() => undefined, (e) => e);
+        out.push({ name: error?.name, message: error?.message, cause: error?.cause?.message });
+      }
+      console.log(JSON.stringify(out));
+    `);
+    for (const error of lastJson<{ name: string; message: string; cause: string }[]>(outcome)) {
+      assert.equal(error.name, 'ParmapError');
+      assert.match(error.message, /context function threw/);
+      assert.equal(error.cause, 'no database');
+    }
+    assert.equal(existsSync(marks), false, 'an item ran');
+  });
+
+  it('teardown without context is a TypeError at the call', async () => {
+    const { parmap } = await import('../dist/index.js');
+    for (const n of [1, 2]) {
+      assert.throws(() => parmap((x: number) => x, [1], { n, teardown: () => undefined }), {
+        name: 'TypeError',
+        message: /`teardown` releases the value of `context`/,
+      });
+    }
+  });
+});
