@@ -68,7 +68,8 @@ export interface ChunkRequest {
   readonly items: Payload;
   /**
    * Threads only: shared with the main side. `[0]` counts the items of this chunk that have
-   * started, `[1]` holds the thread's id, so the main side knows what runs where.
+   * started, `[1]` holds the thread's id, so the main side knows what runs where; the main side
+   * sets `[2]` to 1 when the chunk is no longer wanted: the thread stops after its current item.
    */
   readonly progress: Int32Array | undefined;
 }

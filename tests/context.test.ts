@@ -107,14 +107,20 @@ describe('context and teardown: one resource per worker, released however the ca
     todo: 'the busy worker is terminated without its teardown',
   }, async () => {
     const outcome = await runModule(`
+      const { existsSync, readFileSync, rmSync } = await import('node:fs');
+      const file = (await import('node:path')).join((await import('node:os')).tmpdir(), 'parmap-teardown-' + process.pid);
       const context = () => ({ id: require('node:worker_threads').threadId });
       const teardown = (value) => require('node:fs').appendFileSync(file, 'bye ' + value.id + '\\n');
-      const file = require('node:path').join(require('node:os').tmpdir(), 'parmap-teardown-' + process.pid);
-      const fn = async (x, value) => { if (x === 0) { await new Promise((r) => setTimeout(r, 100)); throw new Error('boom') } await new Promise(() => {}) };
-      const error = await parmap(fn, [0, 1], { n: 2, chunksize: 1, context, teardown, scope: { file } }).catch((e) => e);
-      const fs = await import('node:fs');
-      const lines = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\\n') : [];
-      fs.rmSync(file, { force: true });
+      // Item 1 says it has started, then waits for ever; item 0 waits for that, then throws.
+      const started = new Int32Array(new SharedArrayBuffer(4));
+      const fn = async (x, flag) => {
+        if (x === 1) { Atomics.store(flag, 0, 1); Atomics.notify(flag, 0); await new Promise(() => {}) }
+        Atomics.wait(flag, 0, 0);
+        throw new Error('boom');
+      };
+      const error = await parmap(fn, [0, 1], { n: 2, chunksize: 1, args: [started], context, teardown, scope: { file } }).catch((e) => e);
+      const lines = existsSync(file) ? readFileSync(file, 'utf8').trim().split('\\n') : [];
+      rmSync(file, { force: true });
       console.log(JSON.stringify({ error: error.name, teardowns: lines.length }));
     `);
     assert.deepEqual(lastJson(outcome), { error: 'ParmapTaskError', teardowns: 2 });

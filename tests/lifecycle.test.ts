@@ -88,7 +88,9 @@ describe('process workers do not outlive their parent', { concurrency: 3 }, () =
       parent.stderr.setEncoding('utf8').on('data', (data: string) => {
         stderr += data;
       });
-      const closed = new Promise((resolve) => parent.on('close', resolve));
+      const closed = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+        parent.on('close', (code, signal) => resolve([code, signal])),
+      );
       try {
         const line = await new Promise<string>((resolve, reject) => {
           let stdout = '';
@@ -101,8 +103,11 @@ describe('process workers do not outlive their parent', { concurrency: 3 }, () =
         const printed = JSON.parse(line) as number[];
         assert.equal(new Set(printed).size, 2, `two workers should report: ${line}`);
         const workers = [...new Set([...printed, ...childrenOf(parent.pid as number)])];
-        if (ending.signal) parent.kill(ending.signal);
-        await closed;
+        if (ending.signal) {
+          assert.deepEqual(workers.filter(isAlive), workers, 'the workers should be running before the parent ends');
+          parent.kill(ending.signal);
+        }
+        assert.deepEqual(await closed, ending.signal ? [null, ending.signal] : [0, null], stderr);
         assert.deepEqual(await survivors(workers), [], `workers still running after the parent ended: ${stderr}`);
       } finally {
         clearTimeout(killer);
@@ -171,7 +176,7 @@ const blockers = {
 
 /** A scenario whose item 2 writes `started` then blocks; prints how the call ended, then whether the blocker ended. */
 const blockedScenario = (blocker: string, options: string, stopper: string) =>
-  `import { existsSync, mkdtempSync } from 'node:fs';
+  `import { existsSync, mkdtempSync, rmSync } from 'node:fs';
    import { join } from 'node:path';
    import { tmpdir } from 'node:os';
    const dir = mkdtempSync(join(tmpdir(), 'parmap-blocked-'));
@@ -184,7 +189,8 @@ const blockedScenario = (blocker: string, options: string, stopper: string) =>
    };
    ${stopper}
    try { await parmap(fn, range(4), { ...${options}, args: [dir] }); console.log('"resolved"') }
-   catch (e) { console.log(JSON.stringify({ name: e.name, index: e.index, blockerEnded: existsSync(join(dir, 'done')) })) }`;
+   catch (e) { console.log(JSON.stringify({ name: e.name, index: e.index, blockerEnded: existsSync(join(dir, 'done')) })) }
+   rmSync(dir, { recursive: true, force: true });`;
 
 const abortOnceStarted = `const controller = new AbortController();
    (async () => {

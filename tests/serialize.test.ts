@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { ParmapScopeError } from '../dist/index.js';
 import { buildFunctionCode, checkFreeNames, functionExpression } from '../dist/parmap/front/function-code.js';
+import { fetchAll, hashAll, timings } from './fixtures/scope-shadow.js';
 
 /** Compiles the body as a worker would, with the given names provided. */
 function compile(fn: (...args: never[]) => unknown, scope?: Record<string, unknown>) {
@@ -24,6 +30,33 @@ class Shapes {
     return this.#secret;
   }
 }
+
+class Counted extends Shapes {
+  override reveal() {
+    return super.reveal() + 1;
+  }
+  viaArrow = (x: number) => super.reveal() + x;
+}
+
+/** An arrow that uses the `arguments` of the function around it. */
+function argumentsArrow(..._values: unknown[]) {
+  // biome-ignore lint/complexity/noArguments: an arrow using `arguments` is what is refused
+  return (x: number) => x + arguments.length;
+}
+
+/** A regular function uses its own `arguments`, also from an arrow inside it. */
+function ownArguments(..._values: unknown[]) {
+  // biome-ignore lint/complexity/noArguments: a function's own `arguments` is what must keep working
+  const count = () => arguments.length;
+  return count();
+}
+
+const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+const commonjs = createRequire(import.meta.url)(fixture('scope-commonjs.cjs')) as Record<
+  string,
+  (...args: never[]) => unknown
+>;
+const isGlobal = (name: string): boolean => name in globalThis;
 
 describe('function source text', () => {
   const forms: [string, (...args: never[]) => unknown, unknown[], unknown][] = [
@@ -112,6 +145,20 @@ describe('function source text', () => {
     ['a proxied function', new Proxy(() => 1, {}) as never, /bound, native or proxied/],
     ['a class', Shapes as never, /class, which cannot be called without `new`/],
     ['a method using #private fields', Shapes.prototype.reveal as never, /#private fields/],
+    ['a method using super', Counted.prototype.reveal as never, /it uses `super`, which only works inside its class/],
+    ['an arrow field using super', new Counted().viaArrow as never, /it uses `super`, which only works inside/],
+    [
+      'an arrow using the arguments of the function around it',
+      argumentsArrow(1, 2) as never,
+      /an arrow function that uses `arguments`, which belong to the function around it/,
+    ],
+    [
+      'sloppy CommonJS code that assigns to an undeclared name',
+      commonjs.implicitGlobal as never,
+      /sloppy-mode code .*assigns to `total` without declaring it/,
+    ],
+    ['sloppy CommonJS code using `with`', commonjs.withStatement as never, /sloppy-mode code .*uses `with`/],
+    ['sloppy CommonJS code using arguments.callee', commonjs.callee as never, /sloppy-mode code .*`arguments\.callee`/],
   ];
   for (const [name, fn, message] of refused) {
     it(`refuses ${name} with a TypeError that says what to do`, () => {
@@ -126,6 +173,21 @@ describe('function source text', () => {
       );
     });
   }
+});
+
+describe('arguments', () => {
+  it('lets a regular function use its own arguments, from sloppy and strict code alike', () => {
+    assert.equal(compile(ownArguments as never)(1, 2, 3), 3);
+    assert.equal(compile(commonjs.ownArguments as never)(1, 2), 2);
+    assert.ok(!buildFunctionCode(ownArguments as never, undefined).freeNames.includes('arguments'));
+  });
+
+  it('is not a name workers provide', () => {
+    assert.throws(
+      () => checkFreeNames(['arguments'], isGlobal),
+      (error: unknown) => error instanceof ParmapScopeError && error.names.includes('arguments'),
+    );
+  });
 });
 
 function declared(x: number) {
@@ -195,7 +257,7 @@ describe('free variables', () => {
   });
 
   it('reports missing names in one ParmapScopeError, and accepts globals and helpers', () => {
-    checkFreeNames(['Math', 'require', '__name', '__awaiter', 'cov_1x2y3z'], (name) => name in globalThis);
+    checkFreeNames(['Math', 'require', '__name', '__awaiter'], (name) => name in globalThis);
     assert.throws(
       () => checkFreeNames(['Math', 'factor', 'helper'], (name) => name in globalThis),
       (error: unknown) => {
@@ -218,3 +280,120 @@ declare const huge: bigint;
 declare const nothing: undefined;
 declare const forever: number;
 declare const scale: (x: number) => number;
+
+/** Asserts that `run` throws a ParmapScopeError naming `names`, and returns its message. */
+function scopeErrorOf(run: () => unknown, names: readonly string[]): string {
+  let message = '';
+  assert.throws(run, (error: unknown) => {
+    assert.ok(error instanceof ParmapScopeError);
+    assert.deepEqual(error.names, names);
+    message = error.message;
+    return true;
+  });
+  return message;
+}
+
+describe("the caller's own bindings", () => {
+  const imports = import(fixture('scope-imports.mjs')) as Promise<
+    Record<string, (items: unknown[], options?: object) => Promise<unknown[]>> & { URL: string }
+  >;
+
+  it('refuses a global that the calling module hides with its own binding, by name', async () => {
+    const { hashes, links } = await imports;
+    const hidden = scopeErrorOf(() => hashes?.(['a']), ['crypto']);
+    assert.match(hidden, /`crypto` is imported/);
+    const local = scopeErrorOf(() => links?.(['/a']), ['URL']);
+    assert.match(local, /`URL` is declared at the top of scope-imports\.mjs, where it hides the global/);
+    assert.match(local, /scope: \{ URL \}/);
+    // The caller's file counts for the call being prepared, not for checks after it.
+    await Promise.resolve();
+    checkFreeNames(['URL'], isGlobal);
+  });
+
+  it('sends the hiding binding through scope, and takes built-in imports that are the globals', async () => {
+    const { links, sizes, URL } = await imports;
+    assert.deepEqual(await links?.(['/a'], { scope: { URL } }), ['https://example.org/a']);
+    assert.deepEqual(await sizes?.(['ab']), [[2, 'number']]);
+  });
+
+  it('reads TypeScript callers by their lines, leaving out what is only declared for the types', async () => {
+    assert.match(
+      scopeErrorOf(() => fetchAll([{ path: '/a' }]), ['fetch']),
+      /`fetch` is declared at the top of scope-shadow\.ts/,
+    );
+    assert.deepEqual(await timings(2), ['number', 'number']);
+  });
+
+  it('reads require() in CommonJS callers', () => {
+    const names = ['crypto', 'sleep', 'Buffer', 'join', 'Math', 'setTimeout'];
+    const message = scopeErrorOf(
+      () => checkFreeNames(names, isGlobal, fixture('scope-commonjs.cjs')),
+      ['crypto', 'sleep', 'join'],
+    );
+    assert.match(message, /`const \{ default: crypto \} = await import\('node:crypto'\)`/);
+    assert.match(message, /`const \{ setTimeout: sleep \} = await import\('node:timers\/promises'\)`/);
+    assert.match(message, /`const \{ join \} = await import\('node:path'\)`/);
+  });
+
+  it('reads a caller file once per version of it (path and modification time)', () => {
+    const folder = mkdtempSync(join(tmpdir(), 'parmap-scope-'));
+    try {
+      const file = join(folder, 'caller.mjs');
+      const [first, later] = [new Date(2020, 0, 1), new Date(2020, 0, 2)];
+      writeFileSync(file, "const URL = 'x';\n");
+      utimesSync(file, first, first);
+      scopeErrorOf(() => checkFreeNames(['URL'], isGlobal, file), ['URL']);
+      writeFileSync(file, 'export {};\n');
+      utimesSync(file, first, first);
+      scopeErrorOf(() => checkFreeNames(['URL'], isGlobal, file), ['URL']);
+      utimesSync(file, later, later);
+      checkFreeNames(['URL'], isGlobal, file);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('imported names', () => {
+  it('says an import cannot go in scope, and how to import it inside fn or use a module', async () => {
+    const { tripled } = await import(fixture('scope-imports.mjs'));
+    const message = scopeErrorOf(() => tripled([1]), ['times3']);
+    assert.match(message, /`times3` is imported, and scope cannot carry an import/);
+    assert.match(message, /`const \{ triple: times3 \} = await import\('\.\/triple\.mjs'\)`/);
+    assert.match(
+      message,
+      /parmap\(\{ module: new URL\('\.\/file\.js', import\.meta\.url\), export: 'name' \}, items\)/,
+    );
+    assert.doesNotMatch(message, /scope: \{/);
+    assert.match(
+      scopeErrorOf(() => hashAll(['a']), ['createHash']),
+      /`const \{ createHash \} = await import/,
+    );
+  });
+
+  it('recognises imports rewritten by vite or vitest, and names the helper', () => {
+    const rewritten = new Function(
+      '__vite_ssr_import_0__',
+      'return (x) => (0, __vite_ssr_import_0__.helper)(x) + __vite_ssr_import_0__.helper(1)',
+    )({ helper: (x: number) => x }) as (x: number) => number;
+    const code = buildFunctionCode(rewritten, undefined);
+    const message = scopeErrorOf(() => checkFreeNames(code.freeNames, isGlobal), ['helper']);
+    assert.match(message, /`helper` is imported, and the test runner \(vite or vitest\) rewrote the import/);
+    assert.match(message, /scope: \{ run \}/);
+    assert.match(message, /export: 'name' \}, items\)/);
+    assert.doesNotMatch(message, /__vite_ssr_import_0__/);
+  });
+});
+
+describe('no name is special', () => {
+  it('treats __x, $x, _ and cov_total as free variables, and coverage counters by how they are used', () => {
+    const plain = buildFunctionCode(new Function('return (x) => cov_total + __x + $x + _(x)')(), undefined);
+    scopeErrorOf(() => checkFreeNames(plain.freeNames, isGlobal), ['cov_total', '__x', '$x', '_']);
+    const counted = buildFunctionCode(
+      new Function('return (x) => { cov_abc().s[0]++; cov_abc().f[1]++; return x; }')(),
+      undefined,
+    );
+    assert.deepEqual(counted.coverageCounters, ['cov_abc']);
+    checkFreeNames(counted.freeNames, isGlobal);
+  });
+});

@@ -96,6 +96,8 @@ export class WorkerHost {
   private readonly lastChunk = new WeakMap<WorkerHandle, HostChunk>();
   private readonly channels = new Set<CallChannel>();
   private held = true;
+  /** Some call on this host has a context: busy workers are stopped gracefully (see `close`). */
+  graceful = false;
   /** Whether the workers hold the event loop now. */
   private holding = true;
   /** Whether a chunk has been sent since the lease was granted. */
@@ -247,6 +249,16 @@ export class WorkerHost {
   }
 
   /**
+   * Asks the worker running `chunk` to stop after its current item (a thread; a process finishes
+   * the chunk), and forgets the chunk: its worker goes back to work, or on to stop gracefully.
+   */
+  cancelChunk(chunk: HostChunk): void {
+    const { progress } = chunk.request;
+    if (progress !== undefined) Atomics.store(progress, 2, 1);
+    this.inFlight.delete(chunk);
+  }
+
+  /**
    * Stops the worker running `chunk` (a timeout, or its call is ending) and settles the chunk now:
    * a worker blocked in a native call may take long to die, and must neither delay the call nor
    * keep the process alive meanwhile.
@@ -355,6 +367,12 @@ export class WorkerHost {
     for (const chunk of this.inFlight) {
       const worker = this.workerOf(chunk);
       if (worker === undefined) continue;
+      if (this.graceful) {
+        // It finishes its current item, then takes workerpool's stop and releases its context.
+        const { progress } = chunk.request;
+        if (progress !== undefined) Atomics.store(progress, 2, 1);
+        continue;
+      }
       this.handles.delete(worker);
       worker.abandon();
     }

@@ -20,6 +20,11 @@ export interface CallOptions {
   readonly maxMemory: number | undefined;
   /** The host serves this call alone: closing the call closes it. */
   readonly ownsHost: boolean;
+  /**
+   * The call has a context to release: when it ends, busy workers finish their current item and
+   * release it, rather than being killed (within the grace of the worker host).
+   */
+  readonly graceful: boolean;
 }
 
 export class WorkerpoolExecutor implements Executor, CallChannel {
@@ -36,6 +41,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     private readonly listener: ExecutorListener,
   ) {
     host.attach(this);
+    if (options.graceful) host.graceful = true;
   }
 
   /** A fair share of the host's granted workers, less those other calls are using. */
@@ -71,7 +77,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
       setupId: this.options.setupId,
       setup: needsSetup ? this.options.setup : undefined,
       items,
-      progress: workerType === 'thread' ? new Int32Array(new SharedArrayBuffer(8)) : undefined,
+      progress: workerType === 'thread' ? new Int32Array(new SharedArrayBuffer(12)) : undefined,
     };
     const chunk: HostChunk = { request, task, channel: this, id, worker: undefined, reported: 0, reply: undefined };
     this.chunks.set(id, chunk);
@@ -90,6 +96,14 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
       return;
     }
     if (error === undefined && reply !== undefined && worker !== undefined) this.workersSetUp.add(worker.id());
+    if (isWorkerTermination(error) && worker !== undefined && worker.ending === undefined && !worker.stoppedByUs) {
+      // workerpool heard of the end first (a write to a process that had gone fails with EPIPE):
+      // wait for the exit, which says how it ended (killed by which signal, which exit code).
+      void worker.exited.then(() => {
+        if (this.closing === undefined) this.listener.outcome(chunk.id, this.outcomeOf(chunk, error));
+      });
+      return;
+    }
     this.listener.outcome(chunk.id, this.outcomeOf(chunk, error));
   }
 
@@ -170,7 +184,10 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     // Workers still running this call's chunks are ended, so they cannot hold a shared pool up.
     const running = [...this.chunks.values()];
     this.chunks.clear();
-    for (const chunk of running) this.host.stopChunk(chunk);
+    for (const chunk of running) {
+      if (this.options.graceful) this.host.cancelChunk(chunk);
+      else this.host.stopChunk(chunk);
+    }
     this.host.detach(this);
     if (this.options.ownsHost) await this.host.close();
   }

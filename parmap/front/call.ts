@@ -96,6 +96,7 @@ function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: P
           workerType: placement.workerType,
           maxMemory: job.maxMemory,
           ownsHost: false,
+          graceful: job.context !== undefined,
         },
         listener,
       );
@@ -116,6 +117,7 @@ function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: P
         workerType: job.workerType,
         maxMemory: job.maxMemory,
         ownsHost: true,
+        graceful: job.context !== undefined,
       },
       listener,
     );

@@ -392,7 +392,7 @@ function importAdvice(names: readonly string[], bindings: Bindings): string {
 /** The statement that imports `name` inside an async fn as the caller's file imports it. */
 function importInside(name: string, binding: Binding | undefined): string {
   if (binding?.kind !== 'import') return `const { ${name} } = await import('...')`;
-  const from = `await import(${JSON.stringify(binding.from)})`;
+  const from = `await import('${binding.from.replace(/['\\]/g, '\\$&')}')`;
   if (binding.imported === '*') return `const ${name} = ${from}`;
   return binding.imported === name ? `const { ${name} } = ${from}` : `const { ${binding.imported}: ${name} } = ${from}`;
 }
@@ -409,7 +409,9 @@ function rewrittenAdvice(helpers: readonly string[]): string {
 }
 
 /** How the caller's file binds a name at its top level; `imported` is `default`, `*` or an export. */
-type Binding = { readonly kind: 'local' } | { readonly kind: 'import'; readonly from: string; readonly imported: string };
+type Binding =
+  | { readonly kind: 'local' }
+  | { readonly kind: 'import'; readonly from: string; readonly imported: string };
 type Bindings = ReadonlyMap<string, Binding>;
 
 const LOCAL: Binding = { kind: 'local' };

@@ -113,9 +113,20 @@ export class CallRun<R> implements ChunkRun<R> {
     signal?.addEventListener('abort', this.onAbort, { once: true });
     this.progress = await ProgressTracker.start(this.job);
     if (this.closed || this.failure !== undefined) return;
+    // Whatever goes wrong in taking in an outcome fails this call; it never escapes into the
+    // executor's own event handlers, where it would crash the process or be lost.
+    const guard =
+      <A extends unknown[]>(handle: (...args: A) => void) =>
+      (...args: A) => {
+        try {
+          handle(...args);
+        } catch (error) {
+          this.fail({ error, sequence: undefined });
+        }
+      };
     this.executor = this.createExecutor({
-      outcome: (id, outcome) => this.onOutcome(id, outcome),
-      workerDiedAfter: (id, ending) => this.onLateDeath(id, ending),
+      outcome: guard((id: number, outcome: ChunkOutcome) => this.onOutcome(id, outcome)),
+      workerDiedAfter: guard((id: number, ending: WorkerEnding) => this.onLateDeath(id, ending)),
       capacityChanged: () => this.pump(),
       failed: (error) => this.fail({ error, sequence: undefined }),
     });
@@ -322,11 +333,15 @@ export class CallRun<R> implements ChunkRun<R> {
       if (rest) this.requeueExcept(task, at);
       return;
     }
-    this.progress?.add(0, 1);
+    this.count(0, 1);
     // An ordered stream yields the results before the failing item first: those this task ran
     // came with the failure; others of the chunk are in place already or still on their way.
     const { results } = task;
-    if (before !== undefined && before.length > 0) {
+    if (!this.job.ordered && before !== undefined && before.length > 0) {
+      // Unordered, what finished before the failure is simply handed out before it.
+      this.ready.push(before as R[]);
+      this.unconsumed++;
+    } else if (before !== undefined && before.length > 0) {
       results.filled ??= new Set();
       for (const [at, value] of before.entries()) {
         const position = task.positions[at] as number;
@@ -369,7 +384,7 @@ export class CallRun<R> implements ChunkRun<R> {
       maxMemory: this.job.maxMemory,
     });
     if (this.job.onError === 'throw') {
-      this.progress?.add(0, 1);
+      this.count(0, 1);
       // The items before the lost one died with the worker: an ordered stream still owes them.
       const { results } = task;
       if (this.job.ordered && plan.at !== undefined && plan.at > 0) {
@@ -414,13 +429,17 @@ export class CallRun<R> implements ChunkRun<R> {
     if (results.remaining > 0) return;
     if (this.job.ordered) this.reorder.put(results.chunk.sequence, results.values as R[]);
     else this.ready.push(results.values as R[]);
+    this.count(results.chunk.items.length, results.failures);
+    this.notify();
+  }
+
+  /** Counts finished items. A progress callback that throws fails the call, like any failure. */
+  private count(done: number, failures: number): void {
     try {
-      this.progress?.add(results.chunk.items.length, results.failures);
+      this.progress?.add(done, failures);
     } catch (error) {
       this.fail({ error, sequence: undefined });
-      return;
     }
-    this.notify();
   }
 
   /** The input index of item `at` of a task. */

@@ -21,7 +21,7 @@ export interface ItemsRun {
   /** Told as each item starts; the hot loop pays for it only when given. */
   readonly onStart?: ((at: number) => void) | undefined;
   /** Stops between items once set (the chunk is no longer wanted). */
-  readonly cancelled?: () => boolean;
+  readonly cancelled?: (() => boolean) | undefined;
 }
 
 export async function runItems(items: readonly unknown[], run: ItemsRun): Promise<ItemsOutcome> {

@@ -70,7 +70,8 @@ async function runChunk(request: ChunkRequest): Promise<void> {
       : ready.reportStarts
         ? (at: number) => emit({ kind: 'started', at })
         : undefined;
-  const outcome = await runItems(items, { invoke: ready.invoke, onError: ready.onError, onStart });
+  const cancelled = progress === undefined ? undefined : () => Atomics.load(progress, 2) === 1;
+  const outcome = await runItems(items, { invoke: ready.invoke, onError: ready.onError, onStart, cancelled });
   // Past the last item: sending the results back is not an item's run time (see `timeout`).
   onStart?.(items.length);
   if (outcome.kind === 'threw') sendThrew(outcome.at, outcome.thrown, outcome.before);

@@ -107,11 +107,7 @@ function tslibHelper(name: string): unknown {
 
 /** Whether a worker can provide `name` to fn without `scope`. */
 export function isProvidedName(name: string): boolean {
-  return (
-    CALLER_NAMES.has(name) ||
-    Object.hasOwn(ESBUILD_HELPERS, name) ||
-    tslibHelper(name) !== undefined
-  );
+  return CALLER_NAMES.has(name) || Object.hasOwn(ESBUILD_HELPERS, name) || tslibHelper(name) !== undefined;
 }
 
 /** The value a worker gives `name`, with `require` and imports resolved from the caller's file. */
