@@ -158,7 +158,6 @@ describe('dropped iterators', () => {
   });
 
   it('with the default worker budget, each of five dropped iterators still gets its first result, and the process exits by itself', {
-    todo: 'the 4th call (3rd with chunksize: 10) never yields its first result while earlier iterators lie unfinished: the process exits with code 13, an unsettled top-level await',
   }, async () => {
     const outcome = await runScenario(droppedIterators(''), { nodeArgs: ['--expose-gc'] });
     assertClean(outcome);

@@ -204,9 +204,7 @@ describe('results before a failure come before the failure', { concurrency: 2 },
       });
     }
 
-    it(`ordered: false yields the results that finished before the failure (${mode.name})`, {
-      todo: 'the results of the items that ran before the failing item in its own chunk are dropped (ordered: true yields them)',
-    }, async () => {
+    it(`ordered: false yields the results that finished before the failure (${mode.name})`, async () => {
       // Items 0..10 form one chunk on one worker: 0..9 finish before 10 fails.
       const outcome = await runScenario(
         `const seen = [];

@@ -178,9 +178,7 @@ describe('createPool: calls and their options', () => {
       });
     });
 
-    it(`${workerType}: concurrent maps on one pool all complete with correct results`, {
-      todo: 'hangs: a call left with no free worker is never told when another call frees one',
-    }, async () => {
+    it(`${workerType}: concurrent maps on one pool all complete with correct results`, async () => {
       const outcome = await withPool(
         workerType,
         `

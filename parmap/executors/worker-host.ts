@@ -95,6 +95,8 @@ export class WorkerHost {
   /** The chunk each worker ran last, to blame a late failure on. */
   private readonly lastChunk = new WeakMap<WorkerHandle, HostChunk>();
   private readonly channels = new Set<CallChannel>();
+  /** Calls with work and no worker, in the order they asked. */
+  private readonly waiting: CallChannel[] = [];
   private held = true;
   /** Some call on this host has a context: busy workers are stopped gracefully (see `close`). */
   graceful = false;
@@ -136,7 +138,33 @@ export class WorkerHost {
 
   detach(channel: CallChannel): void {
     this.channels.delete(channel);
+    this.stopWaiting(channel);
     this.lendIfIdle();
+    this.tellWaiting();
+  }
+
+  /** `channel` has work and no worker: it is told, in turn, when one is free. */
+  wait(channel: CallChannel): void {
+    if (!this.waiting.includes(channel)) this.waiting.push(channel);
+  }
+
+  /** How many calls wait for a worker ahead of `channel` (all of them, if it does not wait). */
+  waitingAhead(channel: CallChannel): number {
+    const place = this.waiting.indexOf(channel);
+    return place < 0 ? this.waiting.length : place;
+  }
+
+  private stopWaiting(channel: CallChannel): void {
+    const place = this.waiting.indexOf(channel);
+    if (place >= 0) this.waiting.splice(place, 1);
+  }
+
+  /** Offers free workers to the calls waiting for one, first come first served. */
+  private tellWaiting(): void {
+    for (const channel of [...this.waiting]) {
+      if (this.busy >= this.granted) return;
+      channel.capacityChanged();
+    }
   }
 
   /** Asks the budget for workers when this host holds none. */
@@ -182,6 +210,7 @@ export class WorkerHost {
   /** Sends a chunk; only call it while `busy < granted`. */
   async send(chunk: HostChunk): Promise<void> {
     this.inFlight.add(chunk);
+    this.stopWaiting(chunk.channel);
     this.usedLease = true;
     let pool: WorkerpoolPool | undefined;
     try {
@@ -212,6 +241,7 @@ export class WorkerHost {
   private finish(chunk: HostChunk, error: unknown): void {
     if (!this.inFlight.delete(chunk)) return;
     chunk.channel.settled(chunk, error);
+    this.tellWaiting();
     this.lendIfIdle();
     this.applyHold();
   }

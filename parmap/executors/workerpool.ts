@@ -49,7 +49,9 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     const { granted, busy } = this.host;
     if (granted === 0 || this.closing !== undefined) return 0;
     const share = Math.max(1, Math.ceil(granted / this.host.callCount));
-    return Math.min(share, granted - busy + this.chunks.size);
+    // A free worker goes first to the calls that have been waiting for one, in turn.
+    const free = Math.max(0, granted - busy - this.host.waitingAhead(this));
+    return Math.min(share, this.chunks.size + free);
   }
 
   submit(task: ChunkTask): void {
@@ -172,6 +174,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
 
   want(): void {
     this.host.ensureLease();
+    if (this.capacity === 0) this.host.wait(this);
   }
 
   close(): Promise<void> {

@@ -144,14 +144,15 @@ export class CallRun<R> implements ChunkRun<R> {
 
   private hasRoom(): boolean {
     const capacity = this.executor?.capacity ?? 0;
-    if (capacity === 0) this.executor?.want();
-    return (
+    const open =
       this.retryQueue.length === 0 &&
       !this.closed &&
       this.failure === undefined &&
-      this.running.size < capacity &&
-      this.unconsumed < capacity * (1 + WAITING_PER_SLOT)
-    );
+      this.unconsumed < Math.max(capacity, 1) * (1 + WAITING_PER_SLOT);
+    // Workers are asked for only by a call with something to send: one whose caller has stopped
+    // reading holds none, so it cannot take them from calls that are being read.
+    if (open && capacity === 0) this.executor?.want();
+    return open && this.running.size < capacity;
   }
 
   async nextChunk(): Promise<R[] | undefined> {
