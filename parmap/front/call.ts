@@ -128,7 +128,7 @@ function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: P
 function functionRef(value: Callable, job: Job, callerFile: string, role: string): FunctionRef {
   if (typeof value !== 'function') return moduleRef(value, callerFile, role);
   const code = buildFunctionCode(value as (...args: never[]) => unknown, job.scope);
-  checkFreeNames(code.freeNames, (name) => name in globalThis);
+  checkFreeNames(code.freeNames, (name) => name in globalThis, callerFile);
   return code;
 }
 

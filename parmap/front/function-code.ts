@@ -326,6 +326,8 @@ export function checkFreeNames(
   isGlobal: (name: string) => boolean,
   file: string | undefined = pendingCaller,
 ): void {
+  // A provided name the caller also binds (`const require = createRequire(import.meta.url)`) is
+  // resolved from the same file on workers.
   const candidates = freeNames.filter((name) => !isProvidedName(name));
   if (candidates.length === 0) return;
   const bindings = file === undefined ? NO_BINDINGS : callerBindings(file);
@@ -349,14 +351,14 @@ function scopeError(missing: readonly string[], context: ScopeErrorContext): Par
   const imported = missing.filter((name) => context.bindings.get(name)?.kind === 'import');
   const plain = missing.filter((name) => !rewritten.includes(name) && !imported.includes(name));
   const hiding = plain.filter((name) => context.bindings.has(name) && context.isGlobal(name));
-  const helpers = rewritten.flatMap((name) => context.members?.get(name) ?? []);
+  const helpers = rewritten.flatMap((name) => helpersOf(name, context));
   const names = [...new Set(missing.flatMap((name) => (rewritten.includes(name) ? helpersOf(name, context) : [name])))];
   if (rewritten.length + imported.length + hiding.length === 0) return new ParmapScopeError(names);
   const advice = [
     hiding.length > 0 ? hidingAdvice(hiding, context.file) : '',
     plain.length > 0 ? `Pass ${themOf(plain)} with the scope option ({ scope: { ${plain.join(', ')} } }).` : '',
     imported.length > 0 ? importAdvice(imported, context.bindings) : '',
-    rewritten.length > 0 ? rewrittenAdvice(helpers.length > 0 ? helpers : rewritten) : '',
+    rewritten.length > 0 ? rewrittenAdvice(helpers) : '',
     'Or use n: 1 to run fn in this thread.',
   ];
   return new ParmapScopeError(names, advice.filter((sentence) => sentence !== '').join(' '));
@@ -373,10 +375,10 @@ function themOf(names: readonly string[]): string {
 
 function hidingAdvice(names: readonly string[], file: string | undefined): string {
   const where = file === undefined ? 'the calling file' : basename(file);
-  const [is, hides] = names.length > 1 ? ['are', 'hide'] : ['is', 'hides'];
+  const [is, it, hides] = names.length > 1 ? ['are', 'they', 'hide'] : ['is', 'it', 'hides'];
   return (
-    `${quoted(names)} ${is} declared at the top of ${where}, where ${themOf(names) === 'it' ? 'it' : 'they'} ` +
-    `${hides} the global of that name, and a worker would use its own global instead.`
+    `${quoted(names)} ${is} declared at the top of ${where}, where ${it} ${hides} the global of that name, ` +
+    'and a worker would use its own global instead.'
   );
 }
 
@@ -385,7 +387,8 @@ function importAdvice(names: readonly string[], bindings: Bindings): string {
   return (
     `${quoted(names)} ${names.length > 1 ? 'are' : 'is'} imported, and scope cannot carry an import: a ` +
     'function or class would travel as bare text, without the module it needs. ' +
-    `Import ${themOf(names)} inside fn instead (${imports}), or run a function from a module: ${MODULE_FUNCTION}.`
+    `Import ${themOf(names)} inside fn instead, making fn async (${imports}), or run a function from a module: ` +
+    `${MODULE_FUNCTION}.`
   );
 }
 
