@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createInvoker } from '../dist/parmap/worker/invoke.js';
 import type { CallShape } from '../dist/parmap/front/options.js';
+import { createInvoker } from '../dist/parmap/worker/invoke.js';
 
 const record = (...args: unknown[]) => args;
 const shape = (overrides: Partial<CallShape>): CallShape => ({

@@ -1,8 +1,14 @@
-import { takeInput } from '../dist/parmap/scheduler/input.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ChunkSizer, MAX_AUTO_CHUNK, MAX_CHUNK_MS, MAX_STREAM_CHUNK, MIN_CHUNK_MS } from '../dist/parmap/scheduler/chunking.js';
+import {
+  ChunkSizer,
+  MAX_AUTO_CHUNK,
+  MAX_CHUNK_MS,
+  MAX_STREAM_CHUNK,
+  MIN_CHUNK_MS,
+} from '../dist/parmap/scheduler/chunking.js';
 import { type Chunk, Feeder, type FeederHooks } from '../dist/parmap/scheduler/feeder.js';
+import { takeInput } from '../dist/parmap/scheduler/input.js';
 
 describe('chunk sizer', () => {
   it('uses a fixed chunksize as given', () => {

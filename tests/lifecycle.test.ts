@@ -157,8 +157,7 @@ describe('dropped iterators', () => {
     assert.ok(now <= baseline + 2, `threads still running after the iterators were collected: ${outcome.stdout}`);
   });
 
-  it('with the default worker budget, each of five dropped iterators still gets its first result, and the process exits by itself', {
-  }, async () => {
+  it('with the default worker budget, each of five dropped iterators still gets its first result, and the process exits by itself', {}, async () => {
     const outcome = await runScenario(droppedIterators(''), { nodeArgs: ['--expose-gc'] });
     assertClean(outcome);
     const { firsts, baseline, now } = lastJson(outcome) as Threads;

@@ -624,7 +624,10 @@ describe('parmap: failures', () => {
   });
 
   it('names args that structured clone refuses, at the call, before any worker starts', () => {
-    assert.throws(() => parmap((x: number) => x, [1], { n: 2, args: [new WeakMap()] }), /`args` cannot be sent to workers/);
+    assert.throws(
+      () => parmap((x: number) => x, [1], { n: 2, args: [new WeakMap()] }),
+      /`args` cannot be sent to workers/,
+    );
   });
 
   it('rejects with AbortError when the signal aborts, and at once when it already has', async () => {

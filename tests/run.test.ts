@@ -441,7 +441,6 @@ describe('run: lost chunks', () => {
 
   it('in an ordered stream, yields the items before a lost item before the error', {
     timeout: 5000,
-
   }, async () => {
     const { fake, result } = call([1, 2, 3], { chunksize: 3 }, 1);
     const streamed = stream(result);
@@ -603,7 +602,6 @@ describe('run: ending a call early', () => {
 
   it('runs the items a sync input gave before it threw mid-chunk, as an async input does', {
     timeout: 5000,
-
   }, async () => {
     const broken = new Error('source broke');
     const items = (function* () {
@@ -684,7 +682,6 @@ describe('run: what the executor reports', () => {
 
   it('only ever submits consecutive items, starting at `start`', {
     timeout: 5000,
-
   }, async () => {
     const { fake, result } = call(range(3), { chunksize: 3, onError: 'return' }, 1);
     const settled = settle(result);

@@ -19,7 +19,9 @@ describe('timeout', () => {
         { n: 2, chunksize: 30, timeout: 25, workerType },
       );
       assert.equal(results.length, 60);
-      assert.ok(results.every((result, i) => result.endsWith(String(i)) && result.length === 2_000_000 + String(i).length));
+      assert.ok(
+        results.every((result, i) => result.endsWith(String(i)) && result.length === 2_000_000 + String(i).length),
+      );
     });
   }
 });

@@ -87,7 +87,10 @@ function threadHandle(worker: Worker): () => WorkerHandle {
     const handle: WorkerHandle = {
       onEnd: ends.onEnd,
       // Read now: Node sets it to -1 once the thread has exited.
-      id: ((threadId) => () => threadId)(worker.threadId),
+      id: (
+        (threadId) => () =>
+          threadId
+      )(worker.threadId),
       ending: undefined,
       stoppedByUs: false,
       exited: new Promise((resolve) => worker.once('exit', () => resolve())),
@@ -110,7 +113,9 @@ function threadHandle(worker: Worker): () => WorkerHandle {
     // Registered before workerpool's own listeners: the ending is known when it reports the loss.
     worker.on('error', (error: unknown) => {
       const outOfMemory = (error as { code?: unknown } | null)?.code === 'ERR_WORKER_OUT_OF_MEMORY';
-      ends.end(outOfMemory ? { outOfMemory, stopped: handle.stoppedByUs } : { uncaught: error, stopped: handle.stoppedByUs });
+      ends.end(
+        outOfMemory ? { outOfMemory, stopped: handle.stoppedByUs } : { uncaught: error, stopped: handle.stoppedByUs },
+      );
     });
     worker.on('exit', (exitCode: number) => ends.end({ exitCode, stopped: handle.stoppedByUs }));
     return handle;

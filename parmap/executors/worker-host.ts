@@ -8,8 +8,8 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ParmapError } from '../errors.js';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { ParmapError } from '../errors.js';
 import type { ChunkReply, ChunkRequest, ThreadOutput, ThreadStart, WorkerEvent } from '../protocol.js';
 import { RUN_CHUNK } from '../protocol.js';
 import { type Payload, transferList } from '../transfer.js';

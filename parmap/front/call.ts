@@ -12,10 +12,10 @@ import { WorkerHost } from '../executors/worker-host.js';
 import { WorkerpoolExecutor } from '../executors/workerpool.js';
 import type { Job } from '../job.js';
 import type { CallSetup, FunctionRef, ModuleFunction } from '../protocol.js';
-import { CallRun, type ExecutorFactory } from '../scheduler/run.js';
 import { takeInput } from '../scheduler/input.js';
-import { resolveFromCaller } from '../worker/resolve.js';
+import { CallRun, type ExecutorFactory } from '../scheduler/run.js';
 import { encode, type Payload } from '../transfer.js';
+import { resolveFromCaller } from '../worker/resolve.js';
 import { buildFunctionCode, checkFreeNames, holdsCode } from './function-code.js';
 import type { FunctionFromModule } from './options.js';
 
@@ -56,7 +56,11 @@ export function prepareRun<R>(
 function inlineExecutor(fn: Callable, job: Job, callerFile: string): ExecutorFactory {
   const rebuild = job.scope !== undefined && Object.keys(job.scope).length > 0;
   const local = (ref: Callable | undefined, role: string): AnyFunction | FunctionRef | undefined =>
-    ref === undefined ? undefined : rebuild || typeof ref !== 'function' ? functionRef(ref, job, callerFile, role) : (ref as AnyFunction);
+    ref === undefined
+      ? undefined
+      : rebuild || typeof ref !== 'function'
+        ? functionRef(ref, job, callerFile, role)
+        : (ref as AnyFunction);
   const call: InlineCall = {
     fn: local(fn, 'fn') as AnyFunction | FunctionRef,
     context: local(job.context, 'context'),
@@ -142,7 +146,8 @@ function moduleRef(value: FunctionFromModule, callerFile: string, role: string):
   let specifier: string;
   if (given.startsWith('file:')) specifier = given;
   else if (isAbsolute(given)) specifier = pathToFileURL(given).href;
-  else if (given.startsWith('./') || given.startsWith('../')) specifier = pathToFileURL(resolvePath(callerFile, '..', given)).href;
+  else if (given.startsWith('./') || given.startsWith('../'))
+    specifier = pathToFileURL(resolvePath(callerFile, '..', given)).href;
   else {
     try {
       resolveFromCaller(given, callerFile);
@@ -166,9 +171,10 @@ function encodeSetup(setup: CallSetup, job: Job): Payload {
   const parts: [string, unknown][] = [
     ['args', job.shape.args],
     ['kwargs', job.shape.kwargs],
-    ...Object.entries(setup.fn.kind === 'source' ? setup.fn.scopeData : {}).map(
-      ([name, value]): [string, unknown] => [`scope.${name}`, value],
-    ),
+    ...Object.entries(setup.fn.kind === 'source' ? setup.fn.scopeData : {}).map(([name, value]): [string, unknown] => [
+      `scope.${name}`,
+      value,
+    ]),
   ];
   for (const [name, value] of parts.slice(0, 2)) {
     if (holdsCode(value)) {

@@ -122,8 +122,6 @@ export interface FunctionFromModule {
   readonly export?: string;
 }
 
-
-
 const OPTION_NAMES = [
   'n',
   'ordered',
@@ -148,9 +146,7 @@ const OPTION_NAMES = [
 /** Checks `fn`, `items` and the options; throws a TypeError or RangeError naming the culprit. */
 export function resolveOptions(fn: unknown, items: unknown, options: unknown): Job {
   if (typeof fn !== 'function' && !isFunctionFromModule(fn)) {
-    throw new TypeError(
-      `Expected \`fn\` to be a function or { module, export }, got ${describeValue(fn)}`,
-    );
+    throw new TypeError(`Expected \`fn\` to be a function or { module, export }, got ${describeValue(fn)}`);
   }
   if (isFunctionFromModule(fn)) checkFunctionFromModule('fn', fn);
   if (!isIterable(items)) {
@@ -270,7 +266,9 @@ function checkFunctionFromModule(name: string, value: FunctionFromModule): void 
     }
   }
   if (typeof value.module !== 'string' && !(value.module instanceof URL)) {
-    throw new TypeError(`Expected \`${name}.module\` to be a path, a file: URL or a package name, got ${describeValue(value.module)}`);
+    throw new TypeError(
+      `Expected \`${name}.module\` to be a path, a file: URL or a package name, got ${describeValue(value.module)}`,
+    );
   }
   if (value.export !== undefined && typeof value.export !== 'string') {
     throw new TypeError(`Expected \`${name}.export\` to be the name of an export, got ${describeValue(value.export)}`);

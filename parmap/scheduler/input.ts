@@ -14,14 +14,21 @@ export function takeInput(items: Iterable<unknown> | AsyncIterable<unknown>): Ta
   // A real array is read by index: its iterator could be patched, its indices cannot lie.
   if (Array.isArray(items)) return { kind: 'array', array: items };
   if (typeof (items as Iterable<unknown>)[Symbol.iterator] === 'function') {
-    return { kind: 'sync', iterator: checkedIterator((items as Iterable<unknown>)[Symbol.iterator](), 'Symbol.iterator') };
+    return {
+      kind: 'sync',
+      iterator: checkedIterator((items as Iterable<unknown>)[Symbol.iterator](), 'Symbol.iterator'),
+    };
   }
   const iterator = (items as AsyncIterable<unknown>)[Symbol.asyncIterator]();
   return { kind: 'async', iterator: checkedIterator(iterator, 'Symbol.asyncIterator') };
 }
 
 function checkedIterator<I>(iterator: I, method: string): I {
-  if (typeof iterator !== 'object' || iterator === null || typeof (iterator as { next?: unknown }).next !== 'function') {
+  if (
+    typeof iterator !== 'object' ||
+    iterator === null ||
+    typeof (iterator as { next?: unknown }).next !== 'function'
+  ) {
     throw new TypeError(
       `The input's [${method}]() must return an iterator (an object with a next() method), got ${describeValue(iterator)}`,
     );

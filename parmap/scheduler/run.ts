@@ -16,23 +16,13 @@ import {
 import type { ChunkOutcome, Executor, ExecutorListener, WorkerEnding } from '../executors/executor.js';
 import type { Job } from '../job.js';
 import { ChunkSizer } from './chunking.js';
+import { type ChunkResults, Delivery, type Failure, fill } from './delivery.js';
 import { type Chunk, Feeder } from './feeder.js';
 import type { TakenInput } from './input.js';
 import { itemErrorOf, lossError } from './item-errors.js';
 import { ProgressTracker } from './progress.js';
 import { checkTimeout, planLoss, type TaskTries, type TimeoutWatch } from './recovery.js';
-import { ReorderBuffer } from './reorder.js';
 import { type ChunkRun, finishProgress } from './result.js';
-
-/** A chunk's results as they come in; complete when `remaining` is 0. */
-interface ChunkResults {
-  readonly chunk: Chunk;
-  values: unknown[];
-  remaining: number;
-  failures: number;
-  /** Places filled so far, kept once the chunk is split (only then can a place be missing). */
-  filled?: Set<number>;
-}
 
 /** Work for the executor: some items of a chunk, with the tries they have had. */
 interface Task extends TaskTries {
@@ -47,18 +37,6 @@ interface RunningTask {
   readonly watch: TimeoutWatch;
 }
 
-/** A failure on its way to the caller. */
-interface Failure {
-  readonly error: unknown;
-  /**
-   * The chunk it belongs to: in an ordered call the results of every earlier chunk reach the
-   * caller first. `undefined`: it ends the call at once (an abort, a broken progress callback).
-   */
-  readonly sequence: number | undefined;
-  /** The failing chunk and the place of the failing item: its results before that place come first. */
-  readonly within?: { readonly results: ChunkResults; readonly position: number };
-}
-
 /** Chunks fed beyond those running, per chunk the executor can run, so workers never wait. */
 const WAITING_PER_SLOT = 1;
 
@@ -71,8 +49,7 @@ export class CallRun<R> implements ChunkRun<R> {
   private executor: Executor | undefined;
   private feeder: Feeder | undefined;
   private readonly sizer: ChunkSizer;
-  private readonly reorder = new ReorderBuffer<R[]>();
-  private readonly ready: R[][] = [];
+  private readonly delivery: Delivery<R>;
   private progress: ProgressTracker | undefined;
   /** Chunks fed and not yet taken by the caller. */
   private unconsumed = 0;
@@ -84,9 +61,6 @@ export class CallRun<R> implements ChunkRun<R> {
   private inputEnded = false;
   /** Every result has been handed to the caller. */
   private completed = false;
-  private failure: Failure | undefined;
-  /** The failure has been thrown to the caller; the call is over. */
-  private failed = false;
   private closed = false;
   private started: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
@@ -102,9 +76,18 @@ export class CallRun<R> implements ChunkRun<R> {
      * The caller reads results one by one: an ordered stream then yields every result before a
      * failing item first. Awaiting the array, the first failure ends the call at once.
      */
-    private readonly streaming = true,
+    streaming = true,
   ) {
     this.sizer = new ChunkSizer(job.chunksize, job.n, job.total);
+    this.delivery = new Delivery(job.ordered, streaming);
+  }
+
+  private get failure(): Failure | undefined {
+    return this.delivery.failure;
+  }
+
+  private get failed(): boolean {
+    return this.delivery.over;
   }
 
   private async start(): Promise<void> {
@@ -169,23 +152,20 @@ export class CallRun<R> implements ChunkRun<R> {
     try {
       await this.started;
     } catch (error) {
-      this.failed = true;
-      this.failure ??= { error, sequence: undefined };
+      this.delivery.failNow(error);
       throw error;
     }
     this.executor?.hold(true);
     for (;;) {
-      if (this.failed) throw this.failure?.error;
-      if (this.closed) return undefined;
-      const chunk = this.takeReady();
-      if (chunk !== undefined) return chunk;
-      if (this.failure !== undefined && this.failureIsDue()) {
-        this.failed = true;
-        const { within } = this.failure;
-        if (this.job.ordered && within !== undefined && within.position > 0) {
-          return within.results.values.slice(0, within.position) as R[];
+      if (this.closed && !this.failed) return undefined;
+      const next = this.delivery.next();
+      if (next?.kind === 'error') throw next.error;
+      if (next !== undefined) {
+        if (next.counted) {
+          this.unconsumed--;
+          this.pump();
         }
-        throw this.failure.error;
+        return next.values;
       }
       if (this.failure === undefined && this.inputEnded && this.unconsumed === 0) {
         this.completed = true;
@@ -197,31 +177,6 @@ export class CallRun<R> implements ChunkRun<R> {
     }
   }
 
-  /** The next results the caller may have: in order when ordered, and none past a failure. */
-  private takeReady(): R[] | undefined {
-    let chunk: R[] | undefined;
-    if (this.job.ordered) {
-      const sequence = this.failure?.sequence;
-      if (this.failure !== undefined && (sequence === undefined || this.reorder.nextSequence >= sequence)) return;
-      chunk = this.reorder.takeNext();
-    } else {
-      if (this.failure !== undefined && this.failure.sequence === undefined) return;
-      chunk = this.ready.shift();
-    }
-    if (chunk === undefined) return undefined;
-    this.unconsumed--;
-    this.pump();
-    return chunk;
-  }
-
-  /** Whether everything that must reach the caller before the failure has. */
-  private failureIsDue(): boolean {
-    const failure = this.failure;
-    if (failure?.sequence === undefined || !this.job.ordered) return true;
-    if (this.reorder.nextSequence < failure.sequence) return false;
-    return failure.within === undefined || filledBefore(failure.within.results, failure.within.position);
-  }
-
   /** Keeps the executor busy: tasks to run again first, then new chunks from the feeder. */
   private pump(): void {
     const executor = this.executor;
@@ -230,18 +185,10 @@ export class CallRun<R> implements ChunkRun<R> {
     while (this.retryQueue.length > 0 && this.running.size < executor.capacity) {
       const task = this.retryQueue.shift() as Task;
       // After a failure, only what comes before it in input order still matters.
-      if (this.failure === undefined || this.comesBeforeFailure(task)) this.startTask(task);
+      const last = task.positions[task.positions.length - 1] ?? 0;
+      if (this.delivery.stillOwed(task.results.chunk.sequence, last)) this.startTask(task);
     }
     this.feeder?.pump();
-  }
-
-  private comesBeforeFailure(task: Task): boolean {
-    const failure = this.failure;
-    if (!this.job.ordered || failure?.sequence === undefined) return false;
-    const { sequence } = task.results.chunk;
-    if (sequence !== failure.sequence) return sequence < failure.sequence;
-    const last = task.positions[task.positions.length - 1] ?? 0;
-    return failure.within !== undefined && last < failure.within.position;
   }
 
   private submitChunk(chunk: Chunk): void {
@@ -299,10 +246,7 @@ export class CallRun<R> implements ChunkRun<R> {
       if (task.attempts === 0) this.sizer.record(reply.values.length, reply.ms);
     } else {
       results.filled ??= new Set();
-      for (const [at, position] of task.positions.entries()) {
-        results.values[position] = reply.values[at];
-        results.filled.add(position);
-      }
+      for (const [at, position] of task.positions.entries()) fill(results, position, reply.values[at]);
     }
     for (const failure of reply.failures ?? []) {
       const index = this.indexOf(task, failure.at);
@@ -340,15 +284,11 @@ export class CallRun<R> implements ChunkRun<R> {
     const { results } = task;
     if (!this.job.ordered && before !== undefined && before.length > 0) {
       // Unordered, what finished before the failure is simply handed out before it.
-      this.ready.push(before as R[]);
+      this.delivery.early(before);
       this.unconsumed++;
     } else if (before !== undefined && before.length > 0) {
       results.filled ??= new Set();
-      for (const [at, value] of before.entries()) {
-        const position = task.positions[at] as number;
-        results.values[position] = value;
-        results.filled.add(position);
-      }
+      for (const [place, value] of before.entries()) fill(results, task.positions[place] as number, value);
     }
     if (!task.whole) results.filled ??= new Set();
     this.fail({ error, sequence: results.chunk.sequence, within: { results, position: task.positions[at] as number } });
@@ -362,9 +302,7 @@ export class CallRun<R> implements ChunkRun<R> {
   }
 
   private placeError(task: Task, at: number, error: unknown): void {
-    const position = task.positions[at] as number;
-    task.results.values[position] = error;
-    task.results.filled?.add(position);
+    fill(task.results, task.positions[at] as number, error);
     task.results.failures++;
   }
 
@@ -428,8 +366,7 @@ export class CallRun<R> implements ChunkRun<R> {
   private completeItems(results: ChunkResults, count: number): void {
     results.remaining -= count;
     if (results.remaining > 0) return;
-    if (this.job.ordered) this.reorder.put(results.chunk.sequence, results.values as R[]);
-    else this.ready.push(results.values as R[]);
+    this.delivery.finished(results);
     this.count(results.chunk.items.length, results.failures);
     this.notify();
   }
@@ -469,18 +406,12 @@ export class CallRun<R> implements ChunkRun<R> {
     }, period).unref();
   }
 
-  /**
-   * Records a failure and stops feeding. The first failure in input order wins: an ordered call
-   * that fails at item 10 and then at item 3 reports item 3, as `Array.map` would.
-   */
+  /** Records a failure (see delivery.ts for which one wins) and stops feeding. */
   private fail(given: Failure): void {
-    let failure = given;
-    if (this.closed || this.failed) return;
-    if (!this.streaming) failure = { error: failure.error, sequence: undefined };
-    const current = this.failure;
-    if (current !== undefined && !comesFirst(failure, current, this.job.ordered)) return;
-    this.failure = failure;
+    if (this.closed || !this.delivery.fail(given)) return;
+    const failure = this.failure as Failure;
     this.feeder?.close();
+    // Nothing more is owed to the caller: stop the workers now.
     if (failure.sequence === undefined || !this.job.ordered) void this.executor?.close();
     this.notify();
     this.pump();
@@ -508,20 +439,4 @@ export class CallRun<R> implements ChunkRun<R> {
     await this.executor?.close();
     finishProgress(this.progress, this.completed, this.failure);
   }
-}
-
-/** Whether every place of a chunk before `position` has its result. */
-function filledBefore(results: ChunkResults, position: number): boolean {
-  const { filled } = results;
-  if (filled === undefined) return true;
-  for (let place = 0; place < position; place++) if (!filled.has(place)) return false;
-  return true;
-}
-
-/** Whether failure `a` reaches the caller instead of `b`: the one at the earlier item, when ordered. */
-function comesFirst(a: Failure, b: Failure, ordered: boolean): boolean {
-  if (a.sequence === undefined) return true;
-  if (!ordered || b.sequence === undefined) return false;
-  if (a.sequence !== b.sequence) return a.sequence < b.sequence;
-  return (a.within?.position ?? 0) < (b.within?.position ?? 0);
 }

@@ -50,7 +50,10 @@ async function runChunk(request: ChunkRequest): Promise<void> {
   const { progress } = request;
   if (progress !== undefined) progress[1] = threadId;
   else emit({ kind: 'took', worker: process.pid });
-  const call = prepared(request.setupId, request.setup === undefined ? undefined : (decode(request.setup) as CallSetup));
+  const call = prepared(
+    request.setupId,
+    request.setup === undefined ? undefined : (decode(request.setup) as CallSetup),
+  );
   if (call === undefined) {
     emit({ kind: 'reply', reply: { kind: 'notSetUp' } });
     return;
@@ -115,7 +118,9 @@ function sendDone(values: unknown[], ms: number, threw: ItemThrew[], onError: 't
 
 function done(values: unknown[], ms: number, failures: readonly ItemFailure[]): ChunkReply {
   const payload = encode(values);
-  return failures.length === 0 ? { kind: 'done', values: payload, ms } : { kind: 'done', values: payload, ms, failures };
+  return failures.length === 0
+    ? { kind: 'done', values: payload, ms }
+    : { kind: 'done', values: payload, ms, failures };
 }
 
 const start = workerData as Partial<ThreadStart> | null;

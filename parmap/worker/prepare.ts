@@ -4,11 +4,12 @@
  * context), and the per-item caller. Anything that goes wrong becomes a {@link SetupFailure} that
  * says what, so the call fails before any item runs.
  */
-import type { CallSetup, FunctionRef, SetupFailure, SourceFunction } from '../protocol.js';
+
 import { reportThrown } from '../errors.js';
+import type { CallSetup, FunctionRef, SetupFailure, SourceFunction } from '../protocol.js';
 import { createInvoker, isThenable, NO_CONTEXT } from './invoke.js';
-import { importFromCaller } from './resolve.js';
 import { coverageCounter, isProvidedName, providedValue } from './prelude.js';
+import { importFromCaller } from './resolve.js';
 
 type AnyFunction = (...args: unknown[]) => unknown;
 
@@ -112,7 +113,8 @@ async function contextValue(setup: CallSetup): Promise<unknown> {
   const made = contexts.get(key);
   if (made !== undefined) return made.value;
   const make = await loadFunction(ref, setup.callerFile, 'context');
-  const teardown = setup.teardown === undefined ? undefined : await loadFunction(setup.teardown, setup.callerFile, 'teardown');
+  const teardown =
+    setup.teardown === undefined ? undefined : await loadFunction(setup.teardown, setup.callerFile, 'teardown');
   let value: unknown;
   try {
     value = make();

@@ -128,7 +128,8 @@ function userConditions(execArgv: readonly string[]): string[] {
     const flag = execArgv[i] as string;
     const inline = /^(?:--conditions|-C)=(.+)$/.exec(flag);
     if (inline !== null) conditions.push(inline[1] as string);
-    else if ((flag === '--conditions' || flag === '-C') && i + 1 < execArgv.length) conditions.push(execArgv[++i] as string);
+    else if ((flag === '--conditions' || flag === '-C') && i + 1 < execArgv.length)
+      conditions.push(execArgv[++i] as string);
   }
   return conditions;
 }
