@@ -6,7 +6,9 @@ export {
   ParmapTaskError,
   ParmapTimeoutError,
   ParmapWorkerError,
+  ThrownValueDescription,
 } from './parmap/errors.js';
+export type { ParmapErrorOptions } from './parmap/errors.js';
 export { setWorkerBudget } from './parmap/executors/budget.js';
 export { createPool, type MapOptions, type ParmapPool, type PoolOptions } from './parmap/front/create-pool.js';
 export type {

@@ -520,3 +520,15 @@ export function cloneProblem(value: unknown): string | undefined {
 export function firstUncloneable(values: readonly unknown[]): number {
   return values.findIndex((value) => cloneProblem(value) !== undefined);
 }
+
+/**
+ * `value instanceof ParmapTimeoutError`, for any value fn may have thrown: `instanceof` runs a
+ * Proxy's `getPrototypeOf` trap, which may throw (a revoked Proxy does).
+ */
+export function isTimeoutError(value: unknown): value is ParmapTimeoutError {
+  try {
+    return value instanceof ParmapTimeoutError;
+  } catch {
+    return false;
+  }
+}

@@ -51,7 +51,10 @@ describe('functions from modules', () => {
       const fn = () => require('node:fs').appendFileSync(marks, 'x');
       await assert.rejects(
         parmap(fn, words, { ...options, scope: { marks }, context: { module: hasherPath, export: 'algorithm' } }),
-        { message: /no function exported as `algorithm` \(for context\); its exported functions: default, hashTwice, makeHasher$/ },
+        {
+          message:
+            /no function exported as `algorithm` \(for context\); its exported functions: default, hashTwice, makeHasher$/,
+        },
       );
       assert.equal(existsSync(marks), false, 'an item ran');
     });
@@ -59,7 +62,10 @@ describe('functions from modules', () => {
 
   for (const [name, options] of modes) {
     it(`${name}: a context from a module gives fn a class instance, methods and all`, async () => {
-      const fn = (text: string, hasher: { digest(text: string): string; calls: number }) => [hasher.digest(text), hasher.calls];
+      const fn = (text: string, hasher: { digest(text: string): string; calls: number }) => [
+        hasher.digest(text),
+        hasher.calls,
+      ];
       const results = await parmap(fn, words, { ...options, context: { module: hasherPath, export: 'makeHasher' } });
       assert.deepEqual(
         results.map(([digest]) => digest),

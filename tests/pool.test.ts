@@ -38,11 +38,14 @@ describe('createPool: calls and their options', () => {
     await pool.close();
     await pool.close(); // safe more than once
     assert.equal(pool.closed, true);
-    assert.throws(() => pool.map((x: number) => x, [1]), (error: unknown) => {
-      assert.ok(error instanceof ParmapError);
-      assert.match(error.message, /this pool is closed/);
-      return true;
-    });
+    assert.throws(
+      () => pool.map((x: number) => x, [1]),
+      (error: unknown) => {
+        assert.ok(error instanceof ParmapError);
+        assert.match(error.message, /this pool is closed/);
+        return true;
+      },
+    );
   });
 
   it('Symbol.asyncDispose closes the pool', async () => {
@@ -97,7 +100,7 @@ describe('createPool: calls and their options', () => {
       });
     });
 
-    it(`${workerType}: a call that throws, is aborted or loses a worker leaves the pool working`, async () => {
+    it(`${workerType}: a call that throws, or loses a worker, leaves the pool working`, async () => {
       const outcome = await withPool(
         workerType,
         `
@@ -105,26 +108,45 @@ describe('createPool: calls and their options', () => {
         const next = async () => after.push((await pool.map((x) => x * 3, range(10))).join() === range(10).map((x) => x * 3).join());
         const thrown = await pool.map((x) => { if (x === 7) throw new Error('boom'); return x }, range(20)).catch((e) => e);
         await next();
-        const controller = new AbortController();
-        let aborted;
-        try {
-          // Aborted as the first result arrives, while the endless input keeps the workers busy.
-          for await (const _ of pool.map((x) => x, (function* () { for (let i = 0; ; i++) yield i })(), { signal: controller.signal })) controller.abort();
-        } catch (e) { aborted = e }
-        await next();
         const died = await pool.map((x) => { if (x === 3) process.exit(3); return x }, range(10), { chunksize: 1 }).catch((e) => e);
         await next();
         await next();
         await pool.close();
-        console.log(JSON.stringify({ thrown: [thrown.name, thrown.index], aborted: aborted?.name, died: [died.name, died.exitCode], after }));
+        console.log(JSON.stringify({ thrown: [thrown.name, thrown.index], died: [died.name, died.exitCode], after }));
       `,
       );
       assert.deepEqual(lastJson(outcome), {
         thrown: ['ParmapTaskError', 7],
-        aborted: 'AbortError',
         died: ['ParmapWorkerError', 3],
-        after: [true, true, true, true],
+        after: [true, true, true],
       });
+    });
+
+    // Intermittent with threads (about one run in ten here): the aborted call's threads are
+    // stopped but not yet gone, workerpool hands the next call's chunks to them, they are lost
+    // ("Workerpool Worker terminated Unexpectedly") and the next call never settles; nothing holds
+    // the event loop, so the process exits with code 13 (unsettled top-level await). Five rounds
+    // per run make it show more often.
+    it(`${workerType}: an aborted call leaves the pool working`, {}, async () => {
+      const outcome = await withPool(
+        workerType,
+        `
+        const rounds = [];
+        for (let round = 0; round < 5; round++) {
+          const controller = new AbortController();
+          let aborted;
+          try {
+            // Aborted as the first result arrives, while the endless input keeps the workers busy.
+            for await (const _ of pool.map((x) => x, (function* () { for (let i = 0; ; i++) yield i })(), { signal: controller.signal })) controller.abort();
+          } catch (e) { aborted = e }
+          const values = await pool.map((x) => x * 3, range(10));
+          rounds.push([aborted?.name, values.join() === range(10).map((x) => x * 3).join()]);
+        }
+        await pool.close();
+        console.log(JSON.stringify(rounds));
+      `,
+      );
+      assert.deepEqual(lastJson(outcome), Array(5).fill(['AbortError', true]));
     });
 
     it(`${workerType}: 200 sequential one-item maps on warm workers give the right values`, async () => {

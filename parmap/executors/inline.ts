@@ -5,7 +5,7 @@
  * thread cannot be interrupted, so a sync item is judged when it returns); `retries` and
  * `maxMemory` have no worker to act on.
  */
-import { ParmapError, ParmapTimeoutError } from '../errors.js';
+import { isTimeoutError, ParmapError, ParmapTimeoutError } from '../errors.js';
 import type { CallShape, FunctionRef } from '../protocol.js';
 import { runItems } from '../worker/chunk.js';
 import { createInvoker, isThenable, NO_CONTEXT } from '../worker/invoke.js';
@@ -35,6 +35,7 @@ export class InlineExecutor implements Executor {
   private prepared: Promise<(item: unknown) => unknown> | undefined;
   private context: { readonly value: unknown; readonly teardown: AnyFunction | undefined } | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
 
   constructor(
     private readonly call: InlineCall,
@@ -48,6 +49,9 @@ export class InlineExecutor implements Executor {
   }
 
   private async run(task: ChunkTask, running: { readonly id: number; started: number }): Promise<void> {
+    // Timers and I/O get a turn between chunks, so an abort from a timer can stop a sync fn.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.closed) return;
     let invoke: (item: unknown) => unknown;
     try {
       this.prepared ??= this.prepare();
@@ -68,7 +72,7 @@ export class InlineExecutor implements Executor {
     if (this.running === running) this.running = undefined;
     if (this.closed) return;
     if (outcome.kind === 'threw') {
-      const final = outcome.thrown instanceof ParmapTimeoutError;
+      const final = isTimeoutError(outcome.thrown);
       this.listener.outcome(task.id, {
         kind: 'threw',
         at: outcome.at,
@@ -144,8 +148,12 @@ export class InlineExecutor implements Executor {
 
   hold(): void {}
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     this.closed = true;
     await this.prepared?.catch(() => undefined);
     const context = this.context;

@@ -62,6 +62,8 @@ export interface HostOptions {
 
 /** A chunk on its way, as the host tracks it. */
 export interface HostChunk {
+  /** The pool it went to, once sent. */
+  pool?: WorkerpoolPool;
   readonly request: ChunkRequest;
   readonly task: ChunkTask;
   readonly channel: CallChannel;
@@ -95,6 +97,13 @@ export class WorkerHost {
   /** The chunk each worker ran last, to blame a late failure on. */
   private readonly lastChunk = new WeakMap<WorkerHandle, HostChunk>();
   private readonly channels = new Set<CallChannel>();
+  /** The pool each worker belongs to. */
+  private readonly poolOf = new WeakMap<WorkerHandle, WorkerpoolPool>();
+  /** Pools no longer given chunks, until the chunks they still run are done. */
+  private readonly retired = new Set<WorkerpoolPool>();
+  /** Workers stopped and let go, until they have exited. */
+  private readonly dying = new Set<WorkerHandle>();
+  private keepAliveTimer: NodeJS.Timeout | undefined;
   /** Calls with work and no worker, in the order they asked. */
   private readonly waiting: CallChannel[] = [];
   private held = true;
@@ -145,7 +154,7 @@ export class WorkerHost {
 
   /** `channel` has work and no worker: it is told, in turn, when one is free. */
   wait(channel: CallChannel): void {
-    if (!this.waiting.includes(channel)) this.waiting.push(channel);
+    if (this.channels.has(channel) && !this.waiting.includes(channel)) this.waiting.push(channel);
   }
 
   /** How many calls wait for a worker ahead of `channel` (all of them, if it does not wait). */
@@ -200,7 +209,7 @@ export class WorkerHost {
     this.handles.clear();
     this.lease.release();
     this.lease = undefined;
-    void stopWorkers(pool, handles);
+    void stopWorkers([pool], handles);
     // A call with more work asks again, and waits its turn.
     queueMicrotask(() => {
       for (const channel of this.channels) channel.capacityChanged();
@@ -221,6 +230,8 @@ export class WorkerHost {
     }
     // Closed (or lent out) while workerpool was loading: the chunk's call is over, or will resend.
     if (pool === undefined || !this.inFlight.has(chunk)) return;
+    chunk.pool = pool;
+    this.keepAlive();
     const on = (event: WorkerEvent) => this.onEvent(chunk, event);
     const { request } = chunk;
     // The items are made for this chunk and can be moved; the set-up is sent again to other workers.
@@ -240,6 +251,7 @@ export class WorkerHost {
 
   private finish(chunk: HostChunk, error: unknown): void {
     if (!this.inFlight.delete(chunk)) return;
+    if (chunk.pool !== undefined && this.retired.has(chunk.pool)) this.releaseRetired(chunk.pool);
     chunk.channel.settled(chunk, error);
     this.tellWaiting();
     this.lendIfIdle();
@@ -296,10 +308,51 @@ export class WorkerHost {
   stopChunk(chunk: HostChunk): void {
     const worker = this.workerOf(chunk);
     if (worker !== undefined) {
+      if (!this.stopping && this.poolOf.get(worker) === this.pool) this.retirePool();
       this.handles.delete(worker);
       worker.abandon();
+      this.dying.add(worker);
+      void worker.exited.then(() => {
+        this.dying.delete(worker);
+        this.keepAlive();
+      });
     }
     if (this.inFlight.delete(chunk)) chunk.channel.settled(chunk, new Error('stopped by parmap'));
+  }
+
+  /**
+   * New chunks go to a fresh pool once a worker has been stopped: workerpool counts the stopped
+   * worker until it has seen it exit, and a chunk it queued meanwhile might never be sent. The
+   * old pool's other workers finish what they run, then stop.
+   */
+  private retirePool(): void {
+    const old = this.pool;
+    if (old === undefined) return;
+    this.pool = undefined;
+    this.retired.add(old);
+    this.releaseRetired(old);
+  }
+
+  private releaseRetired(pool: WorkerpoolPool): void {
+    for (const chunk of this.inFlight) if (chunk.pool === pool) return;
+    this.retired.delete(pool);
+    const handles = [...this.handles].filter((handle) => this.poolOf.get(handle) === pool);
+    for (const handle of handles) this.handles.delete(handle);
+    void stopWorkers([pool], handles);
+  }
+
+  /**
+   * A stopped worker no longer holds the event loop, but until workerpool has seen it exit it may
+   * still hand it a chunk, which then waits for that exit to be sent again. While that can be,
+   * and someone waits for a result, a timer keeps the process alive.
+   */
+  private keepAlive(): void {
+    const needed = this.dying.size > 0 && this.inFlight.size > 0 && this.held && !this.stopping;
+    if (needed && this.keepAliveTimer === undefined) this.keepAliveTimer = setInterval(() => {}, 60_000);
+    if (!needed && this.keepAliveTimer !== undefined) {
+      clearInterval(this.keepAliveTimer);
+      this.keepAliveTimer = undefined;
+    }
   }
 
   /** Chunks of `channel` on their way. */
@@ -320,6 +373,7 @@ export class WorkerHost {
    * may be waiting for a worker, not for a result, and must not be left with nothing running.
    */
   private applyHold(): void {
+    this.keepAlive();
     const holding = this.held || this.closed || (this.inFlight.size > 0 && workerBudget.hasStarvedLease);
     if (holding === this.holding) return;
     this.holding = holding;
@@ -373,6 +427,7 @@ export class WorkerHost {
 
   private adopt(handle: WorkerHandle): void {
     this.handles.add(handle);
+    if (this.pool !== undefined) this.poolOf.set(handle, this.pool);
     if (!this.holding) handle.hold(false);
     handle.onEnd((ending) => {
       const last = this.lastChunk.get(handle);
@@ -412,7 +467,8 @@ export class WorkerHost {
     this.applyHold();
     this.lease?.release();
     this.lease = undefined;
-    await stopWorkers(this.pool, handles);
+    await stopWorkers([this.pool, ...this.retired], handles);
+    this.retired.clear();
   }
 }
 
@@ -436,9 +492,12 @@ function threadOutput(): MessagePort {
  * Ends a pool's workers and waits until each has exited. workerpool's own terminate is asked
  * first (idle workers then release their contexts); a worker still there after the grace is killed.
  */
-async function stopWorkers(pool: WorkerpoolPool | undefined, handles: readonly WorkerHandle[]): Promise<void> {
+async function stopWorkers(
+  pools: readonly (WorkerpoolPool | undefined)[],
+  handles: readonly WorkerHandle[],
+): Promise<void> {
   for (const handle of handles) handle.stoppedByUs = true;
-  void Promise.resolve(pool?.terminate(true)).catch(() => undefined);
+  for (const pool of pools) void Promise.resolve(pool?.terminate(true)).catch(() => undefined);
   let timer: NodeJS.Timeout | undefined;
   const grace = new Promise<void>((resolve) => {
     timer = setTimeout(resolve, STOP_GRACE_MS + 500);

@@ -173,6 +173,12 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
   }
 
   want(): void {
+    if (this.closing !== undefined) return;
+    if (this.host.closed) {
+      // A call made before its pool closed, and read after: it fails as a later call would.
+      queueMicrotask(() => this.hostClosed());
+      return;
+    }
     this.host.ensureLease();
     if (this.capacity === 0) this.host.wait(this);
   }

@@ -6,6 +6,7 @@
  */
 import type { ProgressInfo } from '../front/options.js';
 import type { Job } from '../job.js';
+import { isThenable } from '../worker/invoke.js';
 
 /** How a call ended, for the final progress line. */
 export type Ending = 'done' | 'failed' | 'aborted' | 'stopped';
@@ -63,7 +64,7 @@ export class ProgressTracker {
     const now = performance.now();
     if (now - this.lastReport < REDRAW_MS) return;
     this.lastReport = now;
-    this.callback(this.snapshot());
+    this.report(this.snapshot());
   }
 
   /** The last report: on success `done === total`. Stops the display. Safe to call twice. */
@@ -72,10 +73,21 @@ export class ProgressTracker {
     this.ended = true;
     if (ending === 'done') this.total = this.done;
     try {
-      this.callback?.(this.snapshot());
+      if (this.callback !== undefined) this.report(this.snapshot());
     } finally {
       this.display?.finish(ending);
     }
+  }
+
+  /**
+   * Where an async callback's rejection goes: the call fails with it, as with a callback that
+   * throws, rather than leaving an unhandled rejection to end the process.
+   */
+  onAsyncFailure: (error: unknown) => void = () => {};
+
+  private report(progress: ProgressInfo): void {
+    const returned = (this.callback as (progress: ProgressInfo) => unknown)(progress);
+    if (isThenable(returned)) Promise.resolve(returned).catch((error: unknown) => this.onAsyncFailure(error));
   }
 
   snapshot(): ProgressInfo {

@@ -7,9 +7,9 @@
  */
 import {
   AbortError,
+  isTimeoutError,
   ParmapCloneError,
   ParmapTaskError,
-  ParmapTimeoutError,
   ParmapWorkerError,
   rebuildThrown,
 } from '../errors.js';
@@ -95,6 +95,8 @@ export class CallRun<R> implements ChunkRun<R> {
     if (signal?.aborted) throw new AbortError(signal.reason);
     signal?.addEventListener('abort', this.onAbort, { once: true });
     this.progress = await ProgressTracker.start(this.job);
+    if (this.progress !== undefined)
+      this.progress.onAsyncFailure = (error) => this.fail({ error, sequence: undefined });
     if (this.closed || this.failure !== undefined) return;
     // Whatever goes wrong in taking in an outcome fails this call; it never escapes into the
     // executor's own event handlers, where it would crash the process or be lost.
@@ -259,8 +261,7 @@ export class CallRun<R> implements ChunkRun<R> {
     for (const failure of reply.localFailures ?? []) {
       // The in-thread run's own timeout is already the item's error.
       const { thrown } = failure;
-      const error =
-        thrown instanceof ParmapTimeoutError ? thrown : new ParmapTaskError(this.indexOf(task, failure.at), thrown);
+      const error = isTimeoutError(thrown) ? thrown : new ParmapTaskError(this.indexOf(task, failure.at), thrown);
       this.placeError(task, failure.at, error);
     }
     this.completeItems(results, reply.values.length);

@@ -73,8 +73,10 @@ async function runChunk(request: ChunkRequest): Promise<void> {
       : ready.reportStarts
         ? (at: number) => emit({ kind: 'started', at })
         : undefined;
-  const cancelled = progress === undefined ? undefined : () => Atomics.load(progress, 2) === 1;
-  const outcome = await runItems(items, { invoke: ready.invoke, onError: ready.onError, onStart, cancelled });
+  const cancelled = () => stopping || (progress !== undefined && Atomics.load(progress, 2) === 1);
+  const running = runItems(items, { invoke: ready.invoke, onError: ready.onError, onStart, cancelled });
+  current = running;
+  const outcome = await running;
   // Past the last item: sending the results back is not an item's run time (see `timeout`).
   onStart?.(items.length);
   if (outcome.kind === 'threw') sendThrew(outcome.at, outcome.thrown, outcome.before);
@@ -153,9 +155,19 @@ function sendOutput(port: MessagePort): void {
 
 if (inProcess) watchParent();
 
-workerpool.worker(
-  { [RUN_CHUNK]: runChunk },
-  {
-    onTerminate: () => releaseContexts(RELEASE_LIMIT_MS),
-  },
-);
+/** Told to stop: no item starts after this, and contexts are released once the current item ends. */
+let stopping = false;
+/** The chunk running now, if any. */
+let current: Promise<unknown> | undefined;
+
+async function stop(): Promise<void> {
+  stopping = true;
+  // An async item may be awaiting: its context must outlive it.
+  await Promise.race([
+    current?.catch(() => undefined),
+    new Promise((resolve) => setTimeout(resolve, RELEASE_LIMIT_MS)),
+  ]);
+  await releaseContexts(RELEASE_LIMIT_MS);
+}
+
+workerpool.worker({ [RUN_CHUNK]: runChunk }, { onTerminate: stop });

@@ -1,0 +1,90 @@
+/**
+ * The process-wide worker budget, seen from outside: many calls at once share the budget's workers
+ * (counted as the process's threads), a budget of 1 still runs concurrent calls, and calls nested
+ * in or chained to other calls take turns instead of deadlocking. Each scenario runs in a process
+ * of its own that must end by itself.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { fixture, lastJson, runModule, runNode } from './fixtures/integration-child.js';
+
+describe('worker budget: many calls share a few workers', () => {
+  it('50 concurrent calls never run more threads than the budget allows, and all are correct', {
+    skip: existsSync('/proc/self/status') ? false : 'needs /proc/self/status (Linux)',
+  }, async () => {
+    const report = lastJson<{ baseline: number; peak: number; samples: number; budget: number; correct: boolean }>(
+      await runNode([fixture('thread-count-scenario.mjs')]),
+    );
+    assert.equal(report.correct, true);
+    assert.equal(report.samples, 500, 'one sample per result');
+    // One thread per worker the budget grants. The allowance covers workers lent back between
+    // calls (see Lease.onPressure): such a worker is told to stop and its thread exits a moment
+    // later, while the call it was lent to may already have started its own, so up to one stopping
+    // thread per budget slot can still be counted. Without the budget, 50 calls would start 100.
+    const allowance = report.budget;
+    assert.ok(
+      report.peak <= report.baseline + report.budget + allowance,
+      `${report.peak} threads at the peak; baseline ${report.baseline}, budget ${report.budget}`,
+    );
+  });
+
+  it('setWorkerBudget(1): two concurrent calls both complete with correct results', async () => {
+    const outcome = await runModule(`
+      setWorkerBudget(1);
+      const [a, b] = await Promise.all([parmap((x) => x + 1, range(200)), parmap((x) => x * 2, range(200), { workerType: 'process' })]);
+      console.log(JSON.stringify([a.join() === range(200).map((x) => x + 1).join(), b.join() === range(200).map((x) => x * 2).join()]));
+    `);
+    assert.deepEqual(lastJson(outcome), [true, true]);
+  });
+
+  it('setWorkerBudget refuses a budget that is not a positive integer', async () => {
+    const { setWorkerBudget } = await import('../dist/index.js');
+    for (const bad of [0, -1, 1.5, Number.NaN]) assert.throws(() => setWorkerBudget(bad), RangeError);
+  });
+});
+
+describe('worker budget: no deadlock when calls wait on each other', () => {
+  for (const budget of ['default', 1] as const) {
+    const setBudget = budget === 'default' ? '' : `setWorkerBudget(${budget});`;
+
+    it(`a call inside the loop body of another call's for await completes (budget ${budget})`, async () => {
+      const outcome = await runModule(`
+        ${setBudget}
+        const out = [];
+        for await (const x of parmap((x) => x * 2, range(20))) out.push(...(await parmap((y) => y + 1, [x])));
+        console.log(JSON.stringify(out.join() === range(20).map((x) => x * 2 + 1).join()));
+      `);
+      assert.equal(lastJson(outcome), true);
+    });
+
+    it(`a chain parmap(g, parmap(f, xs)) completes (budget ${budget})`, async () => {
+      const outcome = await runModule(`
+        ${setBudget}
+        const values = await parmap((y) => y + 1, parmap((x) => x * 2, range(1000)));
+        console.log(JSON.stringify(values.join() === range(1000).map((x) => x * 2 + 1).join()));
+      `);
+      assert.equal(lastJson(outcome), true);
+    });
+  }
+});
+
+describe('SharedArrayBuffer: shared with thread workers, not copied', () => {
+  it('fn writes into a Float64Array over a SharedArrayBuffer passed in args; the caller sees it', async () => {
+    const outcome = await runModule(`
+      const shared = new Float64Array(new SharedArrayBuffer(8 * 100));
+      const returned = await parmap((i, out) => { out[i] = i * 1.5; return out.buffer instanceof SharedArrayBuffer }, range(100), { n: 2, args: [shared] });
+      console.log(JSON.stringify({ shared: returned.every(Boolean), seen: Array.from(shared).every((value, i) => value === i * 1.5) }));
+    `);
+    assert.deepEqual(lastJson(outcome), { shared: true, seen: true });
+  });
+
+  it('the same through scope', async () => {
+    const outcome = await runModule(`
+      const shared = new Float64Array(new SharedArrayBuffer(8 * 100));
+      await parmap((i) => { out[i] = i + 0.25 }, range(100), { n: 2, scope: { out: shared } });
+      console.log(JSON.stringify(Array.from(shared).every((value, i) => value === i + 0.25)));
+    `);
+    assert.equal(lastJson(outcome), true, 'the writes fn made through a scope value did not reach the caller');
+  });
+});
