@@ -33,12 +33,12 @@ describe('layers and dependencies', () => {
     }
   });
 
-  it('imports workerpool in two places: the host of workers and the worker script', () => {
+  it('imports workerpool in two places: where pools are made and the worker script', () => {
     const importers = files
       .filter(({ text }) => /from 'workerpool'|import\('workerpool'\)/.test(text))
       .map(({ name }) => name)
       .sort();
-    assert.deepEqual(importers, [join('parmap', 'executors', 'worker-host.ts'), join('parmap', 'worker', 'main.ts')]);
+    assert.deepEqual(importers, [join('parmap', 'executors', 'workerpool-pool.ts'), join('parmap', 'worker', 'main.ts')]);
   });
 
   it('keeps the scheduler free of workers: it imports no executor implementation', () => {

@@ -1,64 +1,20 @@
 /**
- * A set of workers run by workerpool, through its documented API only: `pool()` with
- * `workerType`, `workerThreadOpts` / `forkOpts`, `onCreateWorker`, `workerTerminateTimeout`;
- * `exec()` with `on` and `transfer`; `terminate()`. Its workers come from the process's worker
- * budget; each chunk is one `exec`, sent only when a granted worker is free, so workerpool never
- * queues a chunk of ours. A host serves one call (`parmap`) or many (`createPool`), each call
- * through a {@link CallChannel} of its own.
+ * A set of workers run by workerpool, through its documented API only (see workerpool-pool.ts).
+ * Its workers come from the process's worker budget; each chunk is one `exec`, sent only when a
+ * granted worker is free, so workerpool never queues a chunk of ours. A host serves one call
+ * (`parmap`) or many (`createPool`), each call through a {@link CallChannel} of its own.
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { ParmapError } from '../errors.js';
-import type { ChunkReply, ChunkRequest, ThreadOutput, ThreadStart, WorkerEvent } from '../protocol.js';
+import type { ChunkReply, ChunkRequest, WorkerEvent } from '../protocol.js';
 import { RUN_CHUNK } from '../protocol.js';
-import { type Payload, transferList } from '../transfer.js';
+import { transferList } from '../transfer.js';
 import { type Lease, workerBudget } from './budget.js';
 import type { ChunkTask, WorkerEnding } from './executor.js';
-import { claimNextWorker, type WorkerHandle } from './node-workers.js';
-import { workerFlags } from './worker-flags.js';
+import type { WorkerHandle } from './node-workers.js';
+import { type PoolSettings, startWorkerpool, stopWorkers, type WorkerpoolPool } from './workerpool-pool.js';
 
-type Workerpool = typeof import('workerpool');
-type WorkerpoolPool = ReturnType<Workerpool['pool']>;
+export { isWorkerTermination } from './workerpool-pool.js';
 
-let workerpoolModule: Promise<Workerpool> | undefined;
-let workerpoolLoaded: Workerpool | undefined;
-
-/** Whether workerpool rejected a task because its worker ended (its exported `TerminateError`). */
-export function isWorkerTermination(error: unknown): boolean {
-  return workerpoolLoaded !== undefined && error instanceof workerpoolLoaded.TerminateError;
-}
-
-/**
- * The worker, bundled into one CommonJS file at build time (see the build script): it starts
- * faster. An application bundled into one file no longer has it beside this module: it ships the
- * package's `parmap/worker.cjs` export and says where with `PARMAP_WORKER_SCRIPT`.
- */
-function workerScript(): string {
-  const script = process.env.PARMAP_WORKER_SCRIPT || fileURLToPath(new URL('../worker.cjs', import.meta.url));
-  if (!existsSync(script)) {
-    throw new ParmapError(
-      `parmap: cannot start workers: the worker script is not at ${script}. If this program is bundled ` +
-        "into one file, ship parmap's worker script with it (the package export 'parmap/worker.cjs', which " +
-        'needs workerpool and tslib installed beside it) and set PARMAP_WORKER_SCRIPT to its path, or keep ' +
-        'parmap out of the bundle.',
-    );
-  }
-  return script;
-}
-
-/** How long workers told to stop may take (to release context values) before they are killed. */
-const STOP_GRACE_MS = 2_500;
-
-export interface HostOptions {
-  /** The most workers this host will use. */
-  readonly workers: number;
-  readonly workerType: 'thread' | 'process';
-  /** Heap limit per worker in MB, when set. */
-  readonly maxMemory: number | undefined;
-  /** A call's set-up, given to each thread with its start when the host serves that call alone. */
-  readonly threadSetup?: Payload | undefined;
-}
+export type HostOptions = PoolSettings;
 
 /** A chunk on its way, as the host tracks it. */
 export interface HostChunk {
@@ -387,41 +343,13 @@ export class WorkerHost {
   }
 
   private async startPool(): Promise<WorkerpoolPool | undefined> {
-    // Loading workerpool costs several milliseconds: calls that never run in parallel skip it.
-    workerpoolModule ??= import('workerpool').then((module) => (module.default ?? module) as Workerpool);
-    const workerpool = await workerpoolModule;
-    workerpoolLoaded = workerpool;
-    if (this.closed || this.lease === undefined) return undefined;
-    if (this.pool !== undefined) return this.pool;
-    const { maxMemory, workerType, threadSetup } = this.options;
-    const threadOptions = {
-      execArgv: workerFlags(process.execArgv, 'thread'),
-      ...(maxMemory === undefined
-        ? {}
-        : { resourceLimits: { maxOldGenerationSizeMb: maxMemory, maxYoungGenerationSizeMb: Math.min(32, maxMemory) } }),
-    };
-    const forkOptions = {
-      // Structured clone for process workers too, so Maps, Dates and BigInts survive.
-      serialization: 'advanced' as const,
-      execArgv: [
-        ...workerFlags(process.execArgv, 'process'),
-        ...(maxMemory === undefined ? [] : [`--max-old-space-size=${maxMemory}`]),
-      ],
-    };
-    this.pool = workerpool.pool(workerScript(), {
-      workerType,
-      maxWorkers: this.options.workers,
-      workerThreadOpts: threadOptions,
-      forkOpts: forkOptions,
-      workerTerminateTimeout: STOP_GRACE_MS,
-      onCreateWorker: () => {
-        claimNextWorker((handle) => this.adopt(handle));
-        if (workerType !== 'thread') return undefined;
-        const output = threadOutput();
-        const workerData: ThreadStart = { parmapSetup: threadSetup, parmapOutput: output };
-        return { workerThreadOpts: { ...threadOptions, workerData, transferList: [output] } };
-      },
-    });
+    const pool = await startWorkerpool(this.options, (handle) => this.adopt(handle));
+    if (this.closed || this.lease === undefined) {
+      void stopWorkers([pool], []);
+      return undefined;
+    }
+    this.pool ??= pool;
+    if (this.pool !== pool) void stopWorkers([pool], []);
     return this.pool;
   }
 
@@ -470,40 +398,4 @@ export class WorkerHost {
     await stopWorkers([this.pool, ...this.retired], handles);
     this.retired.clear();
   }
-}
-
-/**
- * A port on which a thread sends what it writes to stdout and stderr, written here as it comes.
- * A thread's own stdout waits for this thread to ask for more after each write, which a thread
- * busy in a loop never lets happen, and a thread that is terminated loses what it had not sent:
- * the lines printed to debug a failure were exactly those that disappeared.
- */
-function threadOutput(): MessagePort {
-  const { port1, port2 } = new MessageChannel();
-  port1.on('message', ([stream, text]: ThreadOutput) => {
-    (stream === 'stderr' ? process.stderr : process.stdout).write(text);
-  });
-  // It closes when the thread ends; until then it must not keep this process alive on its own.
-  port1.unref();
-  return port2;
-}
-
-/**
- * Ends a pool's workers and waits until each has exited. workerpool's own terminate is asked
- * first (idle workers then release their contexts); a worker still there after the grace is killed.
- */
-async function stopWorkers(
-  pools: readonly (WorkerpoolPool | undefined)[],
-  handles: readonly WorkerHandle[],
-): Promise<void> {
-  for (const handle of handles) handle.stoppedByUs = true;
-  for (const pool of pools) void Promise.resolve(pool?.terminate(true)).catch(() => undefined);
-  let timer: NodeJS.Timeout | undefined;
-  const grace = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, STOP_GRACE_MS + 500);
-  });
-  await Promise.race([Promise.all(handles.map((handle) => handle.exited)), grace]);
-  clearTimeout(timer);
-  for (const handle of handles) if (handle.ending === undefined) handle.kill();
-  await Promise.all(handles.map((handle) => handle.exited));
 }

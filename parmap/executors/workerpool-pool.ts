@@ -1,0 +1,134 @@
+/**
+ * Making and ending workerpool pools, through its documented API only: `pool()` with
+ * `workerType`, `maxWorkers`, `workerThreadOpts` / `forkOpts`, `onCreateWorker` and
+ * `workerTerminateTimeout`; `terminate()`; its exported `TerminateError`. What workerpool does not
+ * offer (which worker runs a chunk, how it ended, holding the event loop) comes from Node's own
+ * objects for those workers (see node-workers.ts).
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { ParmapError } from '../errors.js';
+import type { ThreadOutput, ThreadStart } from '../protocol.js';
+import type { Payload } from '../transfer.js';
+import { claimNextWorker, type WorkerHandle } from './node-workers.js';
+import { workerFlags } from './worker-flags.js';
+
+type Workerpool = typeof import('workerpool');
+export type WorkerpoolPool = ReturnType<Workerpool['pool']>;
+
+let workerpoolModule: Promise<Workerpool> | undefined;
+let workerpoolLoaded: Workerpool | undefined;
+
+/** Whether workerpool rejected a task because its worker ended (its exported `TerminateError`). */
+export function isWorkerTermination(error: unknown): boolean {
+  return workerpoolLoaded !== undefined && error instanceof workerpoolLoaded.TerminateError;
+}
+
+/**
+ * The worker, bundled into one CommonJS file at build time (see the build script): it starts
+ * faster. An application bundled into one file no longer has it beside this module: it ships the
+ * package's `parmap/worker.cjs` export and says where with `PARMAP_WORKER_SCRIPT`.
+ */
+function workerScript(): string {
+  const script = process.env.PARMAP_WORKER_SCRIPT || fileURLToPath(new URL('../worker.cjs', import.meta.url));
+  if (!existsSync(script)) {
+    throw new ParmapError(
+      `parmap: cannot start workers: the worker script is not at ${script}. If this program is bundled ` +
+        "into one file, ship parmap's worker script with it (the package export 'parmap/worker.cjs', which " +
+        'needs tslib installed beside it) and set PARMAP_WORKER_SCRIPT to its path, or keep ' +
+        'parmap out of the bundle.',
+    );
+  }
+  return script;
+}
+
+/** How long workers told to stop may take (to release context values) before they are killed. */
+const STOP_GRACE_MS = 2_500;
+
+/** What a pool is made with. */
+export interface PoolSettings {
+  /** The most workers it runs. */
+  readonly workers: number;
+  readonly workerType: 'thread' | 'process';
+  /** Heap limit per worker in MB, when set. */
+  readonly maxMemory: number | undefined;
+  /** A call's set-up, given to each thread with its start when the pool serves that call alone. */
+  readonly threadSetup?: Payload | undefined;
+}
+
+/** Makes a pool; each worker it starts is told to `onWorker` as it is made. */
+export async function startWorkerpool(
+  settings: PoolSettings,
+  onWorker: (handle: WorkerHandle) => void,
+): Promise<WorkerpoolPool> {
+  // Loading workerpool costs several milliseconds: calls that never run in parallel skip it.
+  workerpoolModule ??= import('workerpool').then((module) => (module.default ?? module) as Workerpool);
+  const workerpool = await workerpoolModule;
+  workerpoolLoaded = workerpool;
+  const { maxMemory, workerType, threadSetup } = settings;
+  const threadOptions = {
+    execArgv: workerFlags(process.execArgv, 'thread'),
+    ...(maxMemory === undefined
+      ? {}
+      : { resourceLimits: { maxOldGenerationSizeMb: maxMemory, maxYoungGenerationSizeMb: Math.min(32, maxMemory) } }),
+  };
+  const forkOptions = {
+    // Structured clone for process workers too, so Maps, Dates and BigInts survive.
+    serialization: 'advanced' as const,
+    execArgv: [
+      ...workerFlags(process.execArgv, 'process'),
+      ...(maxMemory === undefined ? [] : [`--max-old-space-size=${maxMemory}`]),
+    ],
+  };
+  return workerpool.pool(workerScript(), {
+    workerType,
+    maxWorkers: settings.workers,
+    workerThreadOpts: threadOptions,
+    forkOpts: forkOptions,
+    workerTerminateTimeout: STOP_GRACE_MS,
+    onCreateWorker: () => {
+      claimNextWorker(onWorker);
+      if (workerType !== 'thread') return undefined;
+      const output = threadOutput();
+      const workerData: ThreadStart = { parmapSetup: threadSetup, parmapOutput: output };
+      return { workerThreadOpts: { ...threadOptions, workerData, transferList: [output] } };
+    },
+  });
+}
+
+/**
+ * A port on which a thread sends what it writes to stdout and stderr, written here as it comes.
+ * A thread's own stdout waits for this thread to ask for more after each write, which a thread
+ * busy in a loop never lets happen, and a thread that is terminated loses what it had not sent:
+ * the lines printed to debug a failure were exactly those that disappeared.
+ */
+function threadOutput(): MessagePort {
+  const { port1, port2 } = new MessageChannel();
+  port1.on('message', ([stream, text]: ThreadOutput) => {
+    (stream === 'stderr' ? process.stderr : process.stdout).write(text);
+  });
+  // It closes when the thread ends; until then it must not keep this process alive on its own.
+  port1.unref();
+  return port2;
+}
+
+/**
+ * Ends a pool's workers and waits until each has exited. workerpool's own terminate is asked
+ * first (idle workers then release their contexts); a worker still there after the grace is killed.
+ */
+export async function stopWorkers(
+  pools: readonly (WorkerpoolPool | undefined)[],
+  handles: readonly WorkerHandle[],
+): Promise<void> {
+  for (const handle of handles) handle.stoppedByUs = true;
+  for (const pool of pools) void Promise.resolve(pool?.terminate(true)).catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, STOP_GRACE_MS + 500);
+  });
+  await Promise.race([Promise.all(handles.map((handle) => handle.exited)), grace]);
+  clearTimeout(timer);
+  for (const handle of handles) if (handle.ending === undefined) handle.kill();
+  await Promise.all(handles.map((handle) => handle.exited));
+}
