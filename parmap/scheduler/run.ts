@@ -196,7 +196,7 @@ export class CallRun<R> implements ChunkRun<R> {
   private submitChunk(chunk: Chunk): void {
     this.unconsumed++;
     const results: ChunkResults = { chunk, values: [], remaining: chunk.items.length, failures: 0 };
-    const positions = chunk.items.map((_, position) => position);
+    const positions = placesOf(chunk.items.length);
     this.startTask({ id: 0, results, positions, attempts: 0, deferrals: 0, whole: true });
   }
 
@@ -440,4 +440,16 @@ export class CallRun<R> implements ChunkRun<R> {
     await this.executor?.close();
     finishProgress(this.progress, this.completed, this.failure);
   }
+}
+
+/** `[0, 1, ..., count - 1]`, shared between chunks of the same size: never changed, only sliced. */
+const places = new Map<number, readonly number[]>();
+function placesOf(count: number): readonly number[] {
+  let found = places.get(count);
+  if (found === undefined) {
+    found = Object.freeze(Array.from({ length: count }, (_, place) => place));
+    if (places.size > 64) places.clear();
+    places.set(count, found);
+  }
+  return found;
 }
