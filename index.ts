@@ -1,3 +1,4 @@
+export type { ParmapErrorOptions } from './parmap/errors.js';
 export {
   AbortError,
   ParmapCloneError,
@@ -8,7 +9,6 @@ export {
   ParmapWorkerError,
   ThrownValueDescription,
 } from './parmap/errors.js';
-export type { ParmapErrorOptions } from './parmap/errors.js';
 export { setWorkerBudget } from './parmap/executors/budget.js';
 export { createPool, type MapOptions, type ParmapPool, type PoolOptions } from './parmap/front/create-pool.js';
 export type {

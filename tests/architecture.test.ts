@@ -38,7 +38,10 @@ describe('layers and dependencies', () => {
       .filter(({ text }) => /from 'workerpool'|import\('workerpool'\)/.test(text))
       .map(({ name }) => name)
       .sort();
-    assert.deepEqual(importers, [join('parmap', 'executors', 'workerpool-pool.ts'), join('parmap', 'worker', 'main.ts')]);
+    assert.deepEqual(importers, [
+      join('parmap', 'executors', 'workerpool-pool.ts'),
+      join('parmap', 'worker', 'main.ts'),
+    ]);
   });
 
   it('keeps the scheduler free of workers: it imports no executor implementation', () => {
