@@ -11,6 +11,10 @@ export interface Job {
   readonly inThisThread: boolean;
   readonly ordered: boolean;
   readonly chunksize: number | 'auto';
+  /** Items of one worker in flight at once when fn returns promises. */
+  readonly concurrency: number;
+  /** Roughly the most bytes of items and results on their way at once. */
+  readonly maxBytesInFlight: number;
   readonly shape: CallShape;
   readonly scope: Readonly<Record<string, unknown>> | undefined;
   readonly workerType: 'thread' | 'process';

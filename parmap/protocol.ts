@@ -70,6 +70,8 @@ export interface ChunkRequest {
    * Threads only: shared with the main side. `[0]` counts the items of this chunk that have
    * started, `[1]` holds the thread's id, so the main side knows what runs where; the main side
    * sets `[2]` to 1 when the chunk is no longer wanted: the thread stops after its current item.
+   * `[3]` is 0 while items run one at a time; once they overlap (`concurrency`), it holds the place
+   * of the oldest item still running, plus 1.
    */
   readonly progress: Int32Array | undefined;
 }
@@ -111,6 +113,8 @@ export type WorkerEvent =
   | { readonly kind: 'took'; readonly worker: number }
   /** Item `at` has started (only when `reportStarts`). */
   | { readonly kind: 'started'; readonly at: number }
+  /** Items overlap, and `at` is now the oldest still running (only when `reportStarts`). */
+  | { readonly kind: 'oldest'; readonly at: number }
   | { readonly kind: 'reply'; readonly reply: ChunkReply };
 
 /** What a thread gets with its start (`workerData`). */

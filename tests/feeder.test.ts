@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   ChunkSizer,
+  chunkByteLimit,
   MAX_AUTO_CHUNK,
+  MAX_CHUNK_BYTES,
   MAX_CHUNK_MS,
-  MAX_STREAM_CHUNK,
   MIN_CHUNK_MS,
 } from '../dist/parmap/scheduler/chunking.js';
 import { type Chunk, Feeder, type FeederHooks } from '../dist/parmap/scheduler/feeder.js';
@@ -48,7 +49,30 @@ describe('chunk sizer', () => {
     assert.equal(sizer.next(999_990), MAX_AUTO_CHUNK);
     const stream = new ChunkSizer('auto', 2, undefined);
     stream.record(1000, 0.001);
-    assert.equal(stream.next(5_000_000), MAX_STREAM_CHUNK);
+    assert.equal(stream.next(5_000_000), MAX_AUTO_CHUNK);
+  });
+
+  it('keeps the bytes of a chunk (items and results) under its limit, whatever the item count', () => {
+    const sizer = new ChunkSizer('auto', 2, 100_000, 1_000_000);
+    sizer.record(10, 0.001, 100_000); // 10 KB per item, both ways together
+    assert.equal(sizer.next(0), 100);
+    sizer.record(100, 0.01, 100 * 400_000); // larger items now: the average is what counts
+    assert.equal(sizer.next(110), Math.floor(1_000_000 / ((100_000 + 40_000_000) / 110)));
+    const huge = new ChunkSizer('auto', 2, 100, 1_000_000);
+    huge.record(1, 1, 50_000_000);
+    assert.equal(huge.next(1), 1, 'an item larger than the limit still goes, alone');
+  });
+
+  it('measures bytes only from chunks that crossed to a worker', () => {
+    const sizer = new ChunkSizer('auto', 2, 1_000_000, 1_000);
+    sizer.record(1000, 0.001); // the in-thread run: nothing crossed
+    assert.equal(sizer.next(0), MAX_AUTO_CHUNK);
+  });
+
+  it('splits the bytes in flight between the chunks that may be on their way', () => {
+    assert.equal(chunkByteLimit(32 * 2 ** 20, 4), MAX_CHUNK_BYTES);
+    assert.equal(chunkByteLimit(4_000_000, 4), 1_000_000);
+    assert.equal(chunkByteLimit(1, 4), 1);
   });
 });
 

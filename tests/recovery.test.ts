@@ -155,41 +155,64 @@ describe('culpritOf', () => {
     assert.equal(culpritOf(3, unknown), undefined);
     assert.equal(culpritOf(3, notStarted), undefined);
   });
+
+  it('is unknown while several items overlap, and the running one once only one runs', () => {
+    assert.equal(culpritOf(8, { started: 5, oldest: 2, timedOutAt: undefined }), undefined);
+    assert.equal(culpritOf(8, { started: 5, oldest: 4, timedOutAt: undefined }), 4);
+    assert.equal(culpritOf(8, { started: 5, oldest: 2, timedOutAt: 2 }), 2);
+  });
 });
 
 describe('checkTimeout', () => {
-  const watchFrom = (now: number): TimeoutWatch => ({ seen: 0, changedAt: now, timedOutAt: undefined });
+  const watch = (): TimeoutWatch => ({ seen: 0, seenAt: [], timedOutAt: undefined });
+  /** `started` items started one at a time: the last of them is running. */
+  const inTurn = (started: number) => ({ started, oldest: started - 1 });
 
   it('flags the running item once its start is older than the timeout, and only once', () => {
-    const watch = watchFrom(0);
-    assert.equal(checkTimeout(watch, 2, 10, 100), undefined); // item 1 starts at 10
-    assert.equal(checkTimeout(watch, 2, 110, 100), undefined); // exactly the timeout: not past it
-    assert.equal(checkTimeout(watch, 2, 111, 100), 1);
-    assert.equal(watch.timedOutAt, 1);
-    assert.equal(checkTimeout(watch, 2, 500, 100), undefined);
-    assert.equal(checkTimeout(watch, 3, 1000, 100), undefined);
+    const state = watch();
+    assert.equal(checkTimeout(state, inTurn(2), 10, 100), undefined); // item 1 starts at 10
+    assert.equal(checkTimeout(state, inTurn(2), 110, 100), undefined); // exactly the timeout: not past it
+    assert.equal(checkTimeout(state, inTurn(2), 111, 100), 1);
+    assert.equal(state.timedOutAt, 1);
+    assert.equal(checkTimeout(state, inTurn(2), 500, 100), undefined);
+    assert.equal(checkTimeout(state, inTurn(3), 1000, 100), undefined);
   });
 
   it('never flags a task whose first item has not started', () => {
-    const watch = watchFrom(0);
-    assert.equal(checkTimeout(watch, 0, 10_000, 100), undefined);
-    assert.equal(checkTimeout(watch, 0, 1_000_000, 100), undefined);
-    assert.equal(watch.timedOutAt, undefined);
+    const state = watch();
+    assert.equal(checkTimeout(state, inTurn(0), 10_000, 100), undefined);
+    assert.equal(checkTimeout(state, inTurn(0), 1_000_000, 100), undefined);
+    assert.equal(state.timedOutAt, undefined);
   });
 
   it('restarts the clock whenever another item starts', () => {
-    const watch = watchFrom(0);
-    assert.equal(checkTimeout(watch, 1, 0, 100), undefined);
-    assert.equal(checkTimeout(watch, 2, 90, 100), undefined);
-    assert.equal(checkTimeout(watch, 3, 180, 100), undefined);
-    assert.equal(checkTimeout(watch, 3, 250, 100), undefined);
-    assert.equal(checkTimeout(watch, 3, 281, 100), 2);
+    const state = watch();
+    assert.equal(checkTimeout(state, inTurn(1), 0, 100), undefined);
+    assert.equal(checkTimeout(state, inTurn(2), 90, 100), undefined);
+    assert.equal(checkTimeout(state, inTurn(3), 180, 100), undefined);
+    assert.equal(checkTimeout(state, inTurn(3), 250, 100), undefined);
+    assert.equal(checkTimeout(state, inTurn(3), 281, 100), 2);
+  });
+
+  it('with overlapping items, times the oldest one still running from its own start', () => {
+    const state = watch();
+    assert.equal(checkTimeout(state, { started: 3, oldest: 0 }, 0, 100), undefined); // items 0-2 start
+    assert.equal(checkTimeout(state, { started: 5, oldest: 1 }, 60, 100), undefined); // 0 ends, 3-4 start
+    // Item 1 has been the oldest only since 60, but it started at 0: past the timeout at 101.
+    assert.equal(checkTimeout(state, { started: 5, oldest: 1 }, 101, 100), 1);
+  });
+
+  it('with overlapping items, never flags once none is running', () => {
+    const state = watch();
+    assert.equal(checkTimeout(state, { started: 2, oldest: 0 }, 0, 100), undefined);
+    assert.equal(checkTimeout(state, { started: 2, oldest: 2 }, 1000, 100), undefined);
+    assert.equal(state.timedOutAt, undefined);
   });
 
   it('does nothing when the executor cannot tell what started', () => {
-    const watch = watchFrom(0);
-    assert.equal(checkTimeout(watch, 1, 0, 100), undefined);
-    assert.equal(checkTimeout(watch, undefined, 1000, 100), undefined);
-    assert.equal(watch.timedOutAt, undefined);
+    const state = watch();
+    assert.equal(checkTimeout(state, inTurn(1), 0, 100), undefined);
+    assert.equal(checkTimeout(state, undefined, 1000, 100), undefined);
+    assert.equal(state.timedOutAt, undefined);
   });
 });

@@ -11,6 +11,7 @@ import type {
   ChunkTask,
   Executor,
   ExecutorListener,
+  ItemsStarted,
   WorkerEnding,
 } from '../dist/parmap/executors/executor.js';
 import { resolveOptions } from '../dist/parmap/front/options.js';
@@ -60,7 +61,7 @@ class FakeExecutor implements Executor {
     for (const wake of this.submitWaiters.splice(0)) wake();
   }
 
-  started(): number | undefined {
+  started(): ItemsStarted | undefined {
     return undefined;
   }
 
@@ -99,8 +100,13 @@ class FakeExecutor implements Executor {
     this.tell(id, { kind: 'done', values: task.items.map(f), ms: 1 });
   }
 
+  /** The worker ended after `started` items had started, one at a time (`undefined`: not known). */
   lose(id: number, started: number | undefined, ending: WorkerEnding = { exitCode: 1 }): void {
-    this.tell(id, { kind: 'lost', ending, started });
+    this.tell(id, {
+      kind: 'lost',
+      ending,
+      started: started === undefined ? undefined : { started, oldest: started - 1 },
+    });
   }
 
   /** fn threw for item `at`; the chunk sends the results before it along. */

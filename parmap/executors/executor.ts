@@ -13,6 +13,17 @@ export interface ChunkTask {
   readonly items: readonly unknown[];
 }
 
+/** How far the items of a chunk have got. */
+export interface ItemsStarted {
+  /** How many items have started. */
+  readonly started: number;
+  /**
+   * The place of the oldest item still running: `started - 1` while items run one at a time;
+   * with `concurrency`, items from here to `started - 1` may all be running.
+   */
+  readonly oldest: number;
+}
+
 /** How a worker ended while it held a chunk. */
 export interface WorkerEnding {
   readonly exitCode?: number | undefined;
@@ -32,6 +43,8 @@ export type ChunkOutcome =
       readonly values: unknown[];
       /** Time the worker spent on the items (for chunk sizing). */
       readonly ms: number;
+      /** Bytes the items and results took on their way, when they crossed (for chunk sizing). */
+      readonly bytes?: number | undefined;
       /** Items that failed while the chunk went on (`onError: 'return'`), as the worker reported them. */
       readonly failures?: readonly ItemFailure[] | undefined;
       /** Failures with what was thrown as it is (the in-thread run: nothing had to cross). */
@@ -54,10 +67,10 @@ export type ChunkOutcome =
   /** Item `at` could not be sent to a worker; nothing of the chunk ran. */
   | { readonly kind: 'unsendable'; readonly at: number; readonly cause: unknown }
   /**
-   * The worker ended while it held the chunk. `started` is how many of its items had started
-   * (`undefined` when unknown); 0 means it never started, and may be sent again without blame.
+   * The worker ended while it held the chunk. `started` says how far its items had got
+   * (`undefined` when unknown); none started means it may be sent again without blame.
    */
-  | { readonly kind: 'lost'; readonly ending: WorkerEnding; readonly started: number | undefined }
+  | { readonly kind: 'lost'; readonly ending: WorkerEnding; readonly started: ItemsStarted | undefined }
   /** The executor itself failed (a worker could not set up): the whole call fails with `error`. */
   | { readonly kind: 'failed'; readonly error: Error };
 
@@ -83,8 +96,8 @@ export interface Executor {
   want(): void;
   /** Runs a chunk; its outcome comes to the listener, asynchronously, exactly once. */
   submit(task: ChunkTask): void;
-  /** How many items of chunk `id` have started, when the executor can tell. */
-  started(id: number): number | undefined;
+  /** How far the items of chunk `id` have got, when the executor can tell. */
+  started(id: number): ItemsStarted | undefined;
   /** Whether {@link stop} can end a running item (the in-thread run cannot). */
   readonly stoppable: boolean;
   /** Stops the worker running chunk `id` at once; the chunk is reported lost with `stopped`. */

@@ -10,7 +10,7 @@ import type { CallShape, FunctionRef } from '../protocol.js';
 import { runItems } from '../worker/chunk.js';
 import { createInvoker, isThenable, NO_CONTEXT } from '../worker/invoke.js';
 import { loadFunction, release, SetupProblem } from '../worker/prepare.js';
-import type { ChunkTask, Executor, ExecutorListener } from './executor.js';
+import type { ChunkTask, Executor, ExecutorListener, ItemsStarted } from './executor.js';
 
 type AnyFunction = (...args: unknown[]) => unknown;
 
@@ -26,12 +26,21 @@ export interface InlineCall {
   readonly shape: CallShape;
   readonly onError: 'throw' | 'return';
   readonly timeout: number | undefined;
+  readonly concurrency: number;
+}
+
+/** The chunk running now: how far its items have got. */
+interface RunningChunk {
+  readonly id: number;
+  started: number;
+  oldest: number;
+  overlapping?: boolean;
 }
 
 export class InlineExecutor implements Executor {
   readonly capacity = 1;
   readonly stoppable = false;
-  private running: { readonly id: number; started: number } | undefined;
+  private running: RunningChunk | undefined;
   private prepared: Promise<(item: unknown) => unknown> | undefined;
   private context: { readonly value: unknown; readonly teardown: AnyFunction | undefined } | undefined;
   private closed = false;
@@ -43,12 +52,12 @@ export class InlineExecutor implements Executor {
   ) {}
 
   submit(task: ChunkTask): void {
-    const running = { id: task.id, started: 0 };
+    const running: RunningChunk = { id: task.id, started: 0, oldest: -1 };
     this.running = running;
     void this.run(task, running);
   }
 
-  private async run(task: ChunkTask, running: { readonly id: number; started: number }): Promise<void> {
+  private async run(task: ChunkTask, running: RunningChunk): Promise<void> {
     // Timers and I/O get a turn between chunks, so an abort from a timer can stop a sync fn.
     await new Promise((resolve) => setImmediate(resolve));
     if (this.closed) return;
@@ -66,8 +75,14 @@ export class InlineExecutor implements Executor {
       onError: this.call.onError,
       onStart: (at) => {
         running.started = at + 1;
+        if (!running.overlapping) running.oldest = at;
+      },
+      onOldest: (at) => {
+        running.overlapping = true;
+        running.oldest = at;
       },
       cancelled: () => this.closed,
+      concurrency: this.call.concurrency,
     });
     if (this.running === running) this.running = undefined;
     if (this.closed) return;
@@ -138,8 +153,9 @@ export class InlineExecutor implements Executor {
     };
   }
 
-  started(id: number): number | undefined {
-    return this.running?.id === id ? this.running.started : undefined;
+  started(id: number): ItemsStarted | undefined {
+    const { running } = this;
+    return running?.id === id ? { started: running.started, oldest: running.oldest } : undefined;
   }
 
   stop(): void {}

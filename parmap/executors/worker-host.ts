@@ -24,10 +24,14 @@ export interface HostChunk {
   readonly task: ChunkTask;
   readonly channel: CallChannel;
   readonly id: number;
+  /** The size of its encoded items (they may be moved to the worker, leaving the buffer empty). */
+  readonly sentBytes: number;
   /** The worker that took it, once known. */
   worker: WorkerHandle | undefined;
   /** Items started, as a process worker reports them. */
   reported: number;
+  /** Once items overlap, the oldest still running plus 1, as a process worker reports it; else 0. */
+  reportedOldest: number;
   reply: ChunkReply | undefined;
 }
 
@@ -221,6 +225,9 @@ export class WorkerHost {
         return;
       case 'started':
         chunk.reported = event.at + 1;
+        return;
+      case 'oldest':
+        chunk.reportedOldest = event.at + 1;
         return;
       case 'reply':
         chunk.reply = event.reply;

@@ -6,8 +6,8 @@
  */
 import { ParmapError, ParmapScopeError, rebuildThrown } from '../errors.js';
 import type { ChunkReply, ChunkRequest, SetupFailure } from '../protocol.js';
-import { decode, encode, type Payload } from '../transfer.js';
-import type { ChunkOutcome, ChunkTask, Executor, ExecutorListener, WorkerEnding } from './executor.js';
+import { decode, encode, type Payload, payloadSize } from '../transfer.js';
+import type { ChunkOutcome, ChunkTask, Executor, ExecutorListener, ItemsStarted, WorkerEnding } from './executor.js';
 import { type CallChannel, type HostChunk, isWorkerTermination, type WorkerHost } from './worker-host.js';
 
 export interface CallOptions {
@@ -79,9 +79,19 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
       setupId: this.options.setupId,
       setup: needsSetup ? this.options.setup : undefined,
       items,
-      progress: workerType === 'thread' ? new Int32Array(new SharedArrayBuffer(12)) : undefined,
+      progress: workerType === 'thread' ? new Int32Array(new SharedArrayBuffer(16)) : undefined,
     };
-    const chunk: HostChunk = { request, task, channel: this, id, worker: undefined, reported: 0, reply: undefined };
+    const chunk: HostChunk = {
+      request,
+      task,
+      channel: this,
+      id,
+      sentBytes: payloadSize(items),
+      worker: undefined,
+      reported: 0,
+      reportedOldest: 0,
+      reply: undefined,
+    };
     this.chunks.set(id, chunk);
     void this.host.send(chunk);
   }
@@ -113,7 +123,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     const { reply } = chunk;
     if (error === undefined) {
       if (reply === undefined) return failed('a worker finished a chunk without replying');
-      return outcomeOfReply(reply);
+      return outcomeOfReply(reply, chunk.sentBytes);
     }
     const worker = this.host.workerOf(chunk);
     const started = this.startedOf(chunk);
@@ -122,7 +132,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     if (error instanceof ParmapError) return { kind: 'failed', error };
     if (worker === undefined || isWorkerTermination(error)) {
       // The worker ended before it took the chunk (or before anything said how it ended).
-      return { kind: 'lost', ending: {}, started: worker === undefined ? 0 : started };
+      return { kind: 'lost', ending: {}, started: worker === undefined ? NONE_STARTED : started };
     }
     return failed(`the worker pool failed: ${error instanceof Error ? error.message : String(error)}`, error);
   }
@@ -135,10 +145,10 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     return aborted ? { ...ending, outOfMemory: true } : ending;
   }
 
-  private startedOf(chunk: HostChunk): number | undefined {
-    const { progress } = chunk.request;
-    if (progress !== undefined) return Atomics.load(progress, 0);
-    return chunk.reported > 0 || chunk.worker === undefined ? chunk.reported : undefined;
+  /** How far the chunk got when its worker ended (`undefined`: a process that reported nothing). */
+  private startedOf(chunk: HostChunk): ItemsStarted | undefined {
+    if (chunk.request.progress === undefined && chunk.reported === 0 && chunk.worker !== undefined) return undefined;
+    return itemsStarted(chunk);
   }
 
   idleWorkerDied(id: number, ending: WorkerEnding): void {
@@ -154,12 +164,10 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     this.listener.failed(new ParmapError('parmap: the pool was closed while this call was running'));
   }
 
-  started(id: number): number | undefined {
+  started(id: number): ItemsStarted | undefined {
     const chunk = this.chunks.get(id);
-    if (chunk === undefined) return undefined;
-    const { progress } = chunk.request;
     // A process reports each item's start only when the call has a timeout.
-    return progress !== undefined ? Atomics.load(progress, 0) : chunk.reported;
+    return chunk === undefined ? undefined : itemsStarted(chunk);
   }
 
   stop(id: number): void {
@@ -202,10 +210,12 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
   }
 }
 
-function outcomeOfReply(reply: ChunkReply): ChunkOutcome {
+function outcomeOfReply(reply: ChunkReply, sentBytes: number): ChunkOutcome {
   switch (reply.kind) {
-    case 'done':
-      return { kind: 'done', values: decode(reply.values) as unknown[], ms: reply.ms, failures: reply.failures };
+    case 'done': {
+      const bytes = sentBytes + payloadSize(reply.values);
+      return { kind: 'done', values: decode(reply.values) as unknown[], ms: reply.ms, failures: reply.failures, bytes };
+    }
     case 'threw':
       return {
         kind: 'threw',
@@ -243,4 +253,14 @@ function firstUnsendable(items: readonly unknown[]): number {
     }
   }
   return 0;
+}
+
+const NONE_STARTED: ItemsStarted = { started: 0, oldest: -1 };
+
+/** What a thread shares, or a process reported, of how far a chunk's items got. */
+function itemsStarted(chunk: HostChunk): ItemsStarted {
+  const { progress } = chunk.request;
+  const started = progress !== undefined ? Atomics.load(progress, 0) : chunk.reported;
+  const oldestPlusOne = progress !== undefined ? Atomics.load(progress, 3) : chunk.reportedOldest;
+  return { started, oldest: oldestPlusOne > 0 ? oldestPlusOne - 1 : started - 1 };
 }

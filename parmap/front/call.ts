@@ -69,6 +69,7 @@ function inlineExecutor(fn: Callable, job: Job, callerFile: string): ExecutorFac
     shape: job.shape,
     onError: job.onError,
     timeout: job.timeout,
+    concurrency: job.concurrency,
   };
   return (listener) => new InlineExecutor(call, listener);
 }
@@ -82,7 +83,7 @@ function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: P
     callerFile,
     shape: job.shape,
     onError: job.onError,
-    concurrency: 1,
+    concurrency: job.concurrency,
     reportStarts: job.workerType === 'process' && job.timeout !== undefined,
   };
   const payload = encodeSetup(setup, job);

@@ -51,6 +51,19 @@ export interface ParmapOptions {
    * items run out, so the last chunks end together.
    */
   readonly chunksize?: number | 'auto';
+  /**
+   * How many items one worker runs at once when `fn` returns promises (I/O-bound work: requests,
+   * queries, files), so their waits overlap, as p-map's `concurrency` does in one thread. Results
+   * still come in input order and errors still name their item. A sync `fn` runs one item at a
+   * time whatever this says. `1` runs async items one after another. Default: `32`.
+   */
+  readonly concurrency?: number;
+  /**
+   * Roughly the most bytes of items and results on their way between this thread and the workers
+   * at once: chunks are cut smaller to stay under it, so a stream of large items runs in bounded
+   * memory. An item larger than this still goes, alone. Default: 32 MiB (`32 * 2 ** 20`).
+   */
+  readonly maxBytesInFlight?: number;
   /** Each item is an array of positional arguments: `fn(...item, ...args)`. Default: `false`. */
   readonly star?: boolean;
   /**
@@ -126,6 +139,8 @@ const OPTION_NAMES = [
   'n',
   'ordered',
   'chunksize',
+  'concurrency',
+  'maxBytesInFlight',
   'star',
   'kwstar',
   'args',
@@ -142,6 +157,11 @@ const OPTION_NAMES = [
   'context',
   'teardown',
 ] as const;
+
+/** Items in flight per worker for an async fn: enough to overlap waits, few enough to stay gentle. */
+export const DEFAULT_CONCURRENCY = 32;
+/** A few tens of MB: large items stream in bounded memory, small ones never meet the bound. */
+export const DEFAULT_BYTES_IN_FLIGHT = 32 * 2 ** 20;
 
 /** Checks `fn`, `items` and the options; throws a TypeError or RangeError naming the culprit. */
 export function resolveOptions(fn: unknown, items: unknown, options: unknown): Job {
@@ -176,6 +196,18 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown): J
   if (chunksize !== 'auto' && (!Number.isSafeInteger(chunksize) || chunksize < 1)) {
     throw new RangeError(
       `Expected \`chunksize\` to be a positive integer or 'auto', got ${describeValue(given.chunksize)}`,
+    );
+  }
+  const concurrency = given.concurrency ?? DEFAULT_CONCURRENCY;
+  if (concurrency !== Number.POSITIVE_INFINITY && (!Number.isSafeInteger(concurrency) || concurrency < 1)) {
+    throw new RangeError(
+      `Expected \`concurrency\` to be a positive integer or Infinity, got ${describeValue(given.concurrency)}`,
+    );
+  }
+  const maxBytesInFlight = given.maxBytesInFlight ?? DEFAULT_BYTES_IN_FLIGHT;
+  if (!Number.isSafeInteger(maxBytesInFlight) || maxBytesInFlight < 1) {
+    throw new RangeError(
+      `Expected \`maxBytesInFlight\` to be a positive whole number of bytes, got ${describeValue(given.maxBytesInFlight)}`,
     );
   }
   const ordered = checkBoolean('ordered', given.ordered, true);
@@ -237,6 +269,8 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown): J
     inThisThread: given.n === 1,
     ordered,
     chunksize,
+    concurrency,
+    maxBytesInFlight,
     shape,
     scope: given.scope,
     workerType,

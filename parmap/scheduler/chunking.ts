@@ -8,7 +8,11 @@
  * - lively: a chunk holds at most about a quarter of a second of work, so results and progress
  *   keep coming;
  * - worth a message: a chunk holds at least about 10 ms of work, which hides the message round
- *   trip (about 0.1 ms), and at most 20,000 items (8,000 from an input of unknown length).
+ *   trip (about 0.1 ms);
+ * - small messages: a chunk holds at most 8,000 items, and items and results of at most about
+ *   2 MiB together (or the call's share of `maxBytesInFlight`), as measured on earlier chunks.
+ *   Larger arrays land in V8's large-object space, which only a full collection frees, and larger
+ *   messages cost more per byte to copy and to parse; small ones also bound a stream's memory.
  *
  * Until the first chunk has been measured, chunks hold a single item.
  */
@@ -17,29 +21,35 @@
 export const MIN_CHUNK_MS = 10;
 /** The most work in one chunk, so results and progress keep coming. */
 export const MAX_CHUNK_MS = 250;
-/** Upper bound of an automatic chunk: trivial items pay little per message, memory stays small. */
-export const MAX_AUTO_CHUNK = 20_000;
-/**
- * The bound for an input of unknown length (a stream): arrays under 64 KB stay out of V8's large
- * object space, which only a full collection frees, so a long stream's memory stays lower.
- */
-export const MAX_STREAM_CHUNK = 8_000;
+/** The most items in an automatic chunk: its arrays stay under 64 KB, out of the large-object space. */
+export const MAX_AUTO_CHUNK = 8_000;
+/** The most bytes of items and results one automatic chunk carries, whatever the budget. */
+export const MAX_CHUNK_BYTES = 2 * 2 ** 20;
 /** Guided rule: a chunk is at most the remaining items divided by this many per worker. */
 export const GUIDED_SHARES_PER_WORKER = 2;
+
+/** The bytes one chunk may carry when `chunks` chunks may be on their way at once. */
+export function chunkByteLimit(maxBytesInFlight: number, chunks: number): number {
+  return Math.max(1, Math.min(MAX_CHUNK_BYTES, Math.floor(maxBytesInFlight / chunks)));
+}
 
 export class ChunkSizer {
   private measuredItems = 0;
   private measuredMs = 0;
+  private weighedItems = 0;
+  private weighedBytes = 0;
 
   /**
    * @param fixed the `chunksize` option (a number), or `'auto'`
    * @param workers the number of workers
    * @param total the number of items, when known
+   * @param maxBytes the most bytes of items and results one chunk may carry
    */
   constructor(
     private readonly fixed: number | 'auto',
     private readonly workers: number,
     private readonly total: number | undefined,
+    private readonly maxBytes: number = MAX_CHUNK_BYTES,
   ) {}
 
   /** The size of the next chunk, given how many items have been handed out already. */
@@ -54,13 +64,21 @@ export class ChunkSizer {
       size = Math.min(size, Math.ceil(remaining / (this.workers * GUIDED_SHARES_PER_WORKER)));
     }
     size = Math.max(size, byTime(MIN_CHUNK_MS));
-    const cap = this.total === undefined ? MAX_STREAM_CHUNK : MAX_AUTO_CHUNK;
-    return Math.max(1, Math.min(cap, Math.round(size)));
+    size = Math.round(size);
+    if (this.weighedBytes > 0)
+      size = Math.min(size, Math.floor(this.maxBytes / (this.weighedBytes / this.weighedItems)));
+    return Math.max(1, Math.min(MAX_AUTO_CHUNK, size));
   }
 
-  /** Records how long a worker spent on a chunk of `items` items. */
-  record(items: number, ms: number): void {
+  /**
+   * Records how long a worker spent on a chunk of `items` items and, when they crossed to a
+   * worker, how many bytes its items and results took together.
+   */
+  record(items: number, ms: number, bytes?: number): void {
     this.measuredItems += items;
     this.measuredMs += ms;
+    if (bytes === undefined) return;
+    this.weighedItems += items;
+    this.weighedBytes += bytes;
   }
 }

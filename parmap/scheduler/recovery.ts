@@ -22,6 +22,11 @@ export interface TaskTries {
 export interface LossFacts {
   /** Items of the task that had started (`undefined`: not known). */
   readonly started: number | undefined;
+  /**
+   * The place of the oldest item still running, when items overlap (`concurrency`): any item from
+   * there to `started - 1` may have ended the worker. Default: `started - 1`.
+   */
+  readonly oldest?: number | undefined;
   /** The place (within the task) of an item that ran past its timeout, if that caused the loss. */
   readonly timedOutAt: number | undefined;
 }
@@ -70,39 +75,47 @@ export function planLoss(task: TaskTries, facts: LossFacts, retries: number): Lo
 export function culpritOf(count: number, facts: LossFacts): number | undefined {
   if (facts.timedOutAt !== undefined) return facts.timedOutAt;
   if (count === 1) return 0;
-  if (facts.started !== undefined && facts.started > 0) return Math.min(facts.started, count) - 1;
-  return undefined;
+  if (facts.started === undefined || facts.started === 0) return undefined;
+  const last = Math.min(facts.started, count) - 1;
+  // Several items were running at once: any of them may have ended the worker.
+  return (facts.oldest ?? last) >= last ? last : undefined;
+}
+
+/** How far a running task's items have got: see `ItemsStarted` of the executor interface. */
+export interface StartedItems {
+  readonly started: number;
+  readonly oldest: number;
 }
 
 /** A running task as the timeout watch sees it. */
 export interface TimeoutWatch {
   /** Items started, as last seen. */
   seen: number;
-  /** When `seen` last changed (ms). */
-  changedAt: number;
+  /** When each item that may still be running was first seen started (ms), by place. */
+  readonly seenAt: number[];
   /** Set once the task's running item is found past the timeout. */
   timedOutAt: number | undefined;
 }
 
 /**
- * Updates a watch with the items started now; returns the place of the item to stop for running
- * past `timeout` (an item whose start was seen more than `timeout` ago, with none started since).
+ * Updates a watch with how far the items have got now; returns the place of the item to stop for
+ * running past `timeout`: the oldest item still running, when its start was seen more than
+ * `timeout` ago.
  */
 export function checkTimeout(
   watch: TimeoutWatch,
-  started: number | undefined,
+  progress: StartedItems | undefined,
   now: number,
   timeout: number,
 ): number | undefined {
-  if (started === undefined || watch.timedOutAt !== undefined) return undefined;
-  if (started !== watch.seen) {
-    watch.seen = started;
-    watch.changedAt = now;
-    return undefined;
-  }
-  if (started > 0 && now - watch.changedAt > timeout) {
-    watch.timedOutAt = started - 1;
-    return watch.timedOutAt;
-  }
-  return undefined;
+  if (progress === undefined || watch.timedOutAt !== undefined) return undefined;
+  const { started, oldest } = progress;
+  // Items that finished before they were ever seen need no start time.
+  for (let place = Math.max(watch.seen, oldest); place < started; place++) watch.seenAt[place] = now;
+  watch.seen = Math.max(watch.seen, started);
+  if (oldest < 0 || oldest >= started) return undefined;
+  const since = watch.seenAt[oldest];
+  if (since === undefined || now - since <= timeout) return undefined;
+  watch.timedOutAt = oldest;
+  return oldest;
 }

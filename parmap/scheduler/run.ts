@@ -13,9 +13,9 @@ import {
   ParmapWorkerError,
   rebuildThrown,
 } from '../errors.js';
-import type { ChunkOutcome, Executor, ExecutorListener, WorkerEnding } from '../executors/executor.js';
+import type { ChunkOutcome, Executor, ExecutorListener, ItemsStarted, WorkerEnding } from '../executors/executor.js';
 import type { Job } from '../job.js';
-import { ChunkSizer } from './chunking.js';
+import { ChunkSizer, chunkByteLimit } from './chunking.js';
 import { type ChunkResults, Delivery, type Failure, fill } from './delivery.js';
 import { type Chunk, Feeder } from './feeder.js';
 import type { TakenInput } from './input.js';
@@ -78,7 +78,8 @@ export class CallRun<R> implements ChunkRun<R> {
      */
     streaming = true,
   ) {
-    this.sizer = new ChunkSizer(job.chunksize, job.n, job.total);
+    const chunksInFlight = job.n * (1 + WAITING_PER_SLOT);
+    this.sizer = new ChunkSizer(job.chunksize, job.n, job.total, chunkByteLimit(job.maxBytesInFlight, chunksInFlight));
     this.delivery = new Delivery(job.ordered, streaming);
   }
 
@@ -206,7 +207,7 @@ export class CallRun<R> implements ChunkRun<R> {
     const { chunk } = task.results;
     const items = task.whole ? chunk.items : task.positions.map((position) => chunk.items[position]);
     const start = chunk.start + (task.positions[0] ?? 0);
-    this.running.set(task.id, { task, watch: { seen: 0, changedAt: performance.now(), timedOutAt: undefined } });
+    this.running.set(task.id, { task, watch: { seen: 0, seenAt: [], timedOutAt: undefined } });
     if (this.job.timeout !== undefined && executor.stoppable) this.watch();
     executor.submit({ id: task.id, start, items });
   }
@@ -245,7 +246,7 @@ export class CallRun<R> implements ChunkRun<R> {
     const { results } = task;
     if (task.whole) {
       results.values = reply.values;
-      if (task.attempts === 0) this.sizer.record(reply.values.length, reply.ms);
+      if (task.attempts === 0) this.sizer.record(reply.values.length, reply.ms, reply.bytes);
     } else {
       results.filled ??= new Set();
       for (const [at, position] of task.positions.entries()) fill(results, position, reply.values[at]);
@@ -308,8 +309,14 @@ export class CallRun<R> implements ChunkRun<R> {
   }
 
   /** A worker ended while it held the task: see recovery.ts. */
-  private recover(task: Task, ending: WorkerEnding, started: number | undefined, timedOutAt: number | undefined): void {
-    const plan = planLoss(task, { started, timedOutAt }, this.job.retries);
+  private recover(
+    task: Task,
+    ending: WorkerEnding,
+    started: ItemsStarted | undefined,
+    timedOutAt: number | undefined,
+  ): void {
+    const facts = { started: started?.started, oldest: started?.oldest, timedOutAt };
+    const plan = planLoss(task, facts, this.job.retries);
     const again = (tries: TaskTries): Task => ({ ...task, ...tries, whole: false });
     if (plan.kind === 'retry') {
       this.retryQueue.push(...plan.tasks.map(again));
@@ -397,7 +404,7 @@ export class CallRun<R> implements ChunkRun<R> {
       for (const [id, { task, watch }] of this.running) {
         const started = executor.started(id);
         // Past the last item, the worker is sending results back: no item is running.
-        if (started !== undefined && started > task.positions.length) continue;
+        if (started !== undefined && started.started > task.positions.length) continue;
         if (checkTimeout(watch, started, now, timeout) !== undefined) executor.stop(id);
       }
       if (this.running.size === 0) {

@@ -73,8 +73,17 @@ async function runChunk(request: ChunkRequest): Promise<void> {
       : ready.reportStarts
         ? (at: number) => emit({ kind: 'started', at })
         : undefined;
+  const onOldest =
+    progress !== undefined
+      ? (at: number) => {
+          progress[3] = at + 1;
+        }
+      : ready.reportStarts
+        ? (at: number) => emit({ kind: 'oldest', at })
+        : undefined;
   const cancelled = () => stopping || (progress !== undefined && Atomics.load(progress, 2) === 1);
-  const running = runItems(items, { invoke: ready.invoke, onError: ready.onError, onStart, cancelled });
+  const { invoke, onError, concurrency } = ready;
+  const running = runItems(items, { invoke, onError, onStart, onOldest, cancelled, concurrency });
   current = running;
   const outcome = await running;
   // Past the last item: sending the results back is not an item's run time (see `timeout`).

@@ -17,6 +17,7 @@ export interface PreparedCall {
   readonly invoke: (item: unknown) => unknown;
   readonly onError: 'throw' | 'return';
   readonly reportStarts: boolean;
+  readonly concurrency: number;
 }
 
 const compiled = new Map<string, AnyFunction>();
@@ -98,6 +99,7 @@ export async function prepareCall(setup: CallSetup): Promise<PreparedCall | Setu
       invoke: createInvoker(fn, setup.shape, context),
       onError: setup.onError,
       reportStarts: setup.reportStarts,
+      concurrency: setup.concurrency,
     };
   } catch (error) {
     if (error instanceof SetupProblem) {

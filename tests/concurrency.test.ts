@@ -1,0 +1,193 @@
+/**
+ * Async functions overlap their waits (`concurrency`), and large items stream in bounded memory
+ * (`maxBytesInFlight`), with the same results, order and errors as ever.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ParmapTaskError, ParmapTimeoutError, parmap } from '../dist/index.js';
+
+const range = (count: number) => Array.from({ length: count }, (_, i) => i);
+
+/** An async fn that reports how many of its calls were in flight at once in its worker. */
+const measuresOverlap = async (x: number) => {
+  const state = globalThis as { inFlight?: number; peak?: number };
+  state.inFlight = (state.inFlight ?? 0) + 1;
+  state.peak = Math.max(state.peak ?? 0, state.inFlight);
+  // Uneven waits, so later items often finish first.
+  await new Promise((resolve) => setTimeout(resolve, 1 + ((x * 7) % 5)));
+  state.inFlight--;
+  return [x * 2, state.peak] as const;
+};
+
+describe('concurrency: async items overlap their waits', { timeout: 60_000 }, () => {
+  for (const workerType of ['thread', 'process'] as const) {
+    it(`keeps several items in flight per worker, never more than asked, results in order (${workerType})`, async () => {
+      const results = await parmap(measuresOverlap, range(300), { n: 2, workerType, concurrency: 6 });
+      assert.deepEqual(
+        results.map(([double]) => double),
+        range(300).map((x) => x * 2),
+      );
+      const peak = Math.max(...results.map(([, seen]) => seen));
+      assert.ok(peak > 1, 'items overlapped');
+      assert.ok(peak <= 6, `at most 6 at once per worker, saw ${peak}`);
+    });
+  }
+
+  it('runs async items one after another with concurrency: 1', async () => {
+    const results = await parmap(measuresOverlap, range(40), { n: 2, concurrency: 1 });
+    assert.deepEqual(new Set(results.map(([, seen]) => seen)), new Set([1]));
+  });
+
+  it('overlaps by default', async () => {
+    const results = await parmap(measuresOverlap, range(200), { n: 2 });
+    assert.ok(Math.max(...results.map(([, seen]) => seen)) > 1);
+  });
+
+  it('overlaps in the calling thread too, with n: 1', async () => {
+    const state = globalThis as { inFlight?: number; peak?: number };
+    state.inFlight = 0;
+    state.peak = 0;
+    const results = await parmap(measuresOverlap, range(100), { n: 1, concurrency: 5 });
+    const peak = Math.max(...results.map(([, seen]) => seen));
+    assert.ok(peak > 1 && peak <= 5, `peak ${peak}`);
+  });
+
+  it('names the failing item among overlapping ones, after every result before it when streamed', async () => {
+    const fn = async (x: number) => {
+      await new Promise((resolve) => setTimeout(resolve, (x * 13) % 4));
+      if (x === 37 || x === 41) throw new Error(`bad ${x}`);
+      return x;
+    };
+    await assert.rejects(parmap(fn, range(100), { n: 2, concurrency: 8 }), (error: unknown) => {
+      assert.ok(error instanceof ParmapTaskError);
+      assert.ok(error.index === 37 || error.index === 41, `index ${error.index}`);
+      return true;
+    });
+    const seen: number[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const value of parmap(fn, range(100), { n: 2, concurrency: 8 })) seen.push(value);
+      })(),
+      (error: unknown) => error instanceof ParmapTaskError && error.index === 37,
+    );
+    assert.deepEqual(seen, range(37));
+  });
+
+  it("with onError: 'return', puts each failure in its place among overlapping items", async () => {
+    const results = await parmap(
+      async (x: number) => {
+        await null;
+        if (x % 10 === 3) throw new Error(`bad ${x}`);
+        return x;
+      },
+      range(50),
+      { n: 2, concurrency: 8, onError: 'return' },
+    );
+    for (const [i, value] of results.entries()) {
+      if (i % 10 === 3) assert.ok(value instanceof ParmapTaskError && value.index === i);
+      else assert.equal(value, i);
+    }
+  });
+
+  for (const workerType of ['thread', 'process'] as const) {
+    it(`times out the item that hangs among overlapping ones, and runs the others (${workerType})`, async () => {
+      const results = await parmap(
+        async (x: number) => {
+          if (x === 6) await new Promise(() => {});
+          await null;
+          return x;
+        },
+        range(20),
+        { n: 2, workerType, concurrency: 4, timeout: 400, onError: 'return', chunksize: 10 },
+      );
+      for (const [i, value] of results.entries()) {
+        if (i === 6) assert.ok(value instanceof ParmapTimeoutError && value.index === 6, String(value));
+        else assert.equal(value, i);
+      }
+    });
+  }
+});
+
+describe('maxBytesInFlight: large items stream in bounded memory', { timeout: 60_000 }, () => {
+  it('reads a stream of 1 MB items only a few at a time ahead of the caller', async () => {
+    let read = 0;
+    let consumed = 0;
+    let furthestAhead = 0;
+    const megabyte = 'x'.repeat(2 ** 20);
+    function* large() {
+      for (let i = 0; i < 120; i++) {
+        read++;
+        furthestAhead = Math.max(furthestAhead, read - consumed);
+        yield `${i}:${megabyte}`;
+      }
+    }
+    for await (const length of parmap((s: string) => s.length, large(), { n: 2, maxBytesInFlight: 8 * 2 ** 20 })) {
+      assert.ok(length > 2 ** 20);
+      consumed++;
+    }
+    assert.equal(consumed, 120);
+    // Four chunks of one item may be on their way, plus the one the caller holds.
+    assert.ok(furthestAhead <= 8, `read ${furthestAhead} items ahead of the caller`);
+  });
+
+  it('keeps the bytes read ahead of the caller near the budget it is given', async () => {
+    const itemBytes = 100_000;
+    const aheadWith = async (maxBytesInFlight: number | undefined) => {
+      let read = 0;
+      let consumed = 0;
+      let furthestAhead = 0;
+      function* items() {
+        for (let i = 0; i < 300; i++) {
+          read++;
+          furthestAhead = Math.max(furthestAhead, read - consumed);
+          yield 'x'.repeat(itemBytes);
+        }
+      }
+      const options = maxBytesInFlight === undefined ? { n: 2 } : { n: 2, maxBytesInFlight };
+      for await (const _ of parmap((s: string) => s.length, items(), options)) consumed++;
+      return furthestAhead * itemBytes;
+    };
+    const budget = 2 ** 20;
+    const tight = await aheadWith(budget);
+    assert.ok(tight <= 2 * budget, `${tight} bytes ahead with a budget of ${budget}`);
+    assert.ok((await aheadWith(undefined)) > 2 * budget, 'the default budget is larger');
+  });
+
+  it('still sends an item larger than the whole budget, alone', async () => {
+    const results = await parmap((s: string) => s.length, ['x'.repeat(3_000_000), 'y', 'z'], {
+      n: 2,
+      maxBytesInFlight: 1_000,
+    });
+    assert.deepEqual(results, [3_000_000, 1, 1]);
+  });
+});
+
+describe('the options are checked', () => {
+  const fn = (x: number) => x;
+  for (const [value, pattern] of [
+    [0, /`concurrency` to be a positive integer or Infinity, got `0`/],
+    [1.5, /`concurrency`.*got `1.5`/],
+    ['4', /`concurrency`.*got `'4'` \(string\)|`concurrency`.*string/],
+    [Number.NaN, /`concurrency`/],
+  ] as const) {
+    it(`refuses concurrency ${String(value)}`, () => {
+      assert.throws(() => parmap(fn, [1], { concurrency: value as number }), { name: 'RangeError', message: pattern });
+    });
+  }
+
+  it('accepts concurrency Infinity', async () => {
+    assert.deepEqual(
+      await parmap(async (x: number) => x, [1, 2], { n: 2, concurrency: Number.POSITIVE_INFINITY }),
+      [1, 2],
+    );
+  });
+
+  for (const value of [0, -1, 2.5, Number.POSITIVE_INFINITY, '1e6']) {
+    it(`refuses maxBytesInFlight ${String(value)}`, () => {
+      assert.throws(() => parmap(fn, [1], { maxBytesInFlight: value as number }), {
+        name: 'RangeError',
+        message: /`maxBytesInFlight` to be a positive whole number of bytes/,
+      });
+    });
+  }
+});
