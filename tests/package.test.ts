@@ -35,6 +35,7 @@ describe('the packed package', { timeout: 180_000 }, () => {
 
   it('ships the built code and its type declarations, not the sources', () => {
     const installed = join(folder, 'node_modules', 'parmap');
+    assert.ok(existsSync(join(installed, 'dist', 'parmap.js')), 'the bundled entry');
     assert.ok(existsSync(join(installed, 'dist', 'index.js')));
     assert.ok(existsSync(join(installed, 'dist', 'index.d.ts')));
     assert.ok(existsSync(join(installed, 'dist', 'parmap', 'worker.cjs')));
@@ -63,5 +64,19 @@ describe('the packed package', { timeout: 180_000 }, () => {
     );
     const tsx = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
     assert.equal(run(process.execPath, ['--import', tsx, 'use.mts']), '1,2,3');
+  });
+
+  it('resolves from the calling file through the bundled entry: modules, scope errors, workers', () => {
+    writeFileSync(join(folder, 'triple.mjs'), 'export const triple = (x) => x * 3;');
+    writeFileSync(
+      join(folder, 'caller.mjs'),
+      `import { parmap, ParmapScopeError } from 'parmap';
+       const tripled = await parmap({ module: './triple.mjs', export: 'triple' }, [1, 2], { n: 2 });
+       const factor = 2;
+       let refused = 'no';
+       try { parmap((x) => x * factor, [1]); } catch (error) { refused = error instanceof ParmapScopeError ? 'yes' : String(error); }
+       console.log(tripled.join(','), refused);`,
+    );
+    assert.equal(run(process.execPath, ['caller.mjs']), '3,6 yes');
   });
 });

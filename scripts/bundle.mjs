@@ -1,0 +1,37 @@
+// Bundles what tsc built into the two files that run: the library's entry (ESM) and the worker
+// script (CommonJS). Node's ES module loader then resolves one file instead of a graph of about
+// fifty: importing parmap went from about 24 ms to 8 ms, and each worker starts about 12 ms sooner
+// (a quarter of a thread's whole start-up on a 2-core machine).
+import { build } from 'esbuild';
+
+const shared = { bundle: true, platform: 'node', target: 'node20', logLevel: 'warning' };
+// import(url, attributes) with attributes from the caller's code: left as it is, which Node runs.
+const logOverride = { 'unsupported-dynamic-import': 'silent' };
+
+// The entry keeps its packages (workerpool, acorn, ora...) as imports: they load only when used.
+// Modules find the worker script and resolve packages from their own place, which in the bundle
+// is stood in for by the folder they were built into.
+await build({
+  ...shared,
+  entryPoints: ['dist/index.js'],
+  outfile: 'dist/parmap.js',
+  format: 'esm',
+  packages: 'external',
+  define: { 'import.meta.url': '__parmapModuleUrl' },
+  banner: { js: "const __parmapModuleUrl = new URL('./parmap/executors/', import.meta.url).href;" },
+  logOverride,
+});
+
+await build({
+  ...shared,
+  entryPoints: ['dist/parmap/worker/main.js'],
+  outfile: 'dist/parmap/worker.cjs',
+  format: 'cjs',
+  // workerpool's worker side goes into the bundle too (through its main entry, as any import):
+  // loading it from node_modules cost each worker about a third of its start-up. tslib is
+  // loaded only when transpiled code needs its helpers.
+  external: ['tslib'],
+  define: { 'import.meta.url': '__parmapModuleUrl' },
+  banner: { js: "const __parmapModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+  logOverride,
+});
