@@ -55,7 +55,8 @@ export class CallRun<R> implements ChunkRun<R> {
   private unconsumed = 0;
   private readonly retryQueue: Task[] = [];
   private readonly running = new Map<number, RunningTask>();
-  private readonly recent = new Map<number, Task>();
+  /** Where recently finished tasks were in the input (not the tasks: they hold items and results). */
+  private readonly recent = new Map<number, TaskPlaces>();
   private nextTaskId = 0;
   private watchdog: NodeJS.Timeout | undefined;
   private inputEnded = false;
@@ -356,9 +357,9 @@ export class CallRun<R> implements ChunkRun<R> {
 
   /** A worker died on its own after running a task: something fn left running failed. */
   private onLateDeath(id: number, ending: WorkerEnding): void {
-    const task = this.recent.get(id) ?? this.running.get(id)?.task;
-    if (task === undefined || this.closed || this.failed) return;
-    const indices = task.positions.map((_, at) => this.indexOf(task, at));
+    const places = this.recent.get(id) ?? this.running.get(id)?.task;
+    if (places === undefined || this.closed || this.failed) return;
+    const indices = indicesOf(places);
     this.fail({
       error: new ParmapWorkerError(indices, { ...ending, maxMemory: this.job.maxMemory }, { after: true }),
       sequence: undefined,
@@ -366,7 +367,7 @@ export class CallRun<R> implements ChunkRun<R> {
   }
 
   private remember(task: Task): void {
-    this.recent.set(task.id, task);
+    this.recent.set(task.id, { start: task.results.chunk.start, positions: task.positions });
     if (this.recent.size > RECENT_TASKS) this.recent.delete(this.recent.keys().next().value as number);
   }
 
@@ -447,6 +448,17 @@ export class CallRun<R> implements ChunkRun<R> {
     await this.executor?.close();
     finishProgress(this.progress, this.completed, this.failure);
   }
+}
+
+/** Where a task's items are: its chunk's first input index, and their places in the chunk. */
+interface TaskPlaces {
+  readonly start: number;
+  readonly positions: readonly number[];
+}
+
+function indicesOf(places: TaskPlaces | Task): number[] {
+  const start = 'start' in places ? places.start : places.results.chunk.start;
+  return places.positions.map((position) => start + position);
 }
 
 /** `[0, 1, ..., count - 1]`, shared between chunks of the same size: never changed, only sliced. */
