@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { parmap } from '../dist/index.js';
-import { clock, formatLine, isLiveTerminal } from '../dist/parmap/scheduler/progress.js';
+import { clock, formatLine, isLiveTerminal, printableLabel } from '../dist/parmap/scheduler/progress.js';
 
 const range = (count: number) => Array.from({ length: count }, (_, i) => i);
 
@@ -104,6 +106,14 @@ describe('progress line format', () => {
       formatLine('job', { ...progress, done: 4 }, 'aborted'),
       'job  4/10  40%  1,000 it/s  after 1:02:05  aborted',
     );
+  });
+
+  it('shows escape sequences and other control characters in a label instead of sending them', () => {
+    const label = 'evil\u001b[2J\u001b]0;title\u0007\nnext\u202eline';
+    const line = formatLine(label, { done: 1, total: 2, failed: 0, rate: 1, elapsed: 1, eta: 1 });
+    assert.doesNotMatch(line, /[\u0000-\u001f\u007f-\u009f\u202e]/);
+    assert.ok(line.startsWith('evil\\u001b[2J\\u001b]0;title\\u0007\\u000anext\\u202eline  '), line);
+    assert.equal(printableLabel('photos: 2024 ✓ résumé'), 'photos: 2024 ✓ résumé');
   });
 
   it('writes durations as m:ss or h:mm:ss', () => {
@@ -267,5 +277,39 @@ describe('progress callback', () => {
       }),
       /callback broke/,
     );
+  });
+});
+
+/** Runs the interrupted-progress program in a real pseudo-terminal of 100 columns. */
+function inTerminal(argument: string): { status: number | null; output: string } {
+  const program = fileURLToPath(new URL('./fixtures/interrupted-progress.mjs', import.meta.url));
+  const command = `stty cols 100 rows 30; ${JSON.stringify(process.execPath)} ${JSON.stringify(program)} ${argument}`;
+  const run = spawnSync('script', ['-qec', command, '/dev/null'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 30_000,
+  });
+  return { status: run.status, output: run.stdout };
+}
+
+const hasScript = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
+
+describe('Ctrl-C during a progress line, in a real terminal', { skip: !hasScript && 'no `script` command' }, () => {
+  it('leaves a last line with the counts so far, shows the cursor again, and ends as Ctrl-C does', () => {
+    const { status, output } = inTerminal('');
+    assert.equal(status, 130, output);
+    const last = /■ resize photos {2}([\d,]+)\/400 {2}\d+% .*interrupted/.exec(output);
+    assert.ok(last, `no last line in:\n${JSON.stringify(output.slice(-400))}`);
+    assert.ok(Number(last[1]) >= 100, 'the counts so far');
+    assert.ok(output.lastIndexOf('\u001b[?25h') > output.lastIndexOf('\u001b[?25l'), 'the cursor is shown again');
+    assert.doesNotMatch(output, /finished/);
+  });
+
+  it('leaves the choice to a program that handles SIGINT itself', () => {
+    const { status, output } = inTerminal('own-handler');
+    assert.equal(status, 0, output);
+    assert.match(output, /the program handles SIGINT itself/);
+    assert.match(output, /finished 400/);
+    assert.match(output, /✔ resize photos {2}400\/400/, 'the run goes on, and its summary still comes');
   });
 });

@@ -9,7 +9,7 @@ import type { Job } from '../job.js';
 import { isThenable } from '../worker/invoke.js';
 
 /** How a call ended, for the final progress line. */
-export type Ending = 'done' | 'failed' | 'aborted' | 'stopped';
+export type Ending = 'done' | 'failed' | 'aborted' | 'stopped' | 'interrupted';
 
 /** A stream the display can write to: a terminal or anything else. */
 export interface ProgressStream {
@@ -163,6 +163,27 @@ let oraModule: typeof import('ora') | undefined;
 class LiveBoard extends Board {
   private spinner: Spinner | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /**
+   * Ctrl-C (or a kill) while the spinner runs: leave a last line per stage with the counts so far
+   * and a visible cursor, then let the signal do what it would have done.
+   */
+  private readonly onSignal = (signal: NodeJS.Signals): void => {
+    const spinner = this.spinner;
+    this.stopListening();
+    if (spinner !== undefined) {
+      clearInterval(this.timer);
+      this.spinner = undefined;
+      const lines = [...this.stages].map((stage) => formatLine(stage.label, stage.read(), 'interrupted'));
+      spinner.stopAndPersist({ symbol: SYMBOLS.interrupted, text: lines.join(`\n${SYMBOLS.interrupted} `) });
+      this.stream.write(SHOW_CURSOR);
+    }
+    // Someone else handles the signal: their choice. Otherwise it ends the process, as it would
+    // have (ora's own cursor restorer, also listening, then lets it through).
+    const others = process.listeners(signal).filter((listener) => !this.spinnerListeners.has(listener));
+    if (others.length === 0) process.kill(process.pid, signal);
+  };
+  /** Signal listeners the spinner added (to restore the cursor): not anyone's choice to stay alive. */
+  private readonly spinnerListeners = new Set<NodeJS.SignalsListener>();
 
   protected started(): void {
     if (this.spinner === undefined) {
@@ -181,22 +202,30 @@ class LiveBoard extends Board {
         redraw = realSetInterval(...args);
         return redraw;
       }) as typeof setInterval;
+      const before = new Set(INTERRUPTS.flatMap((signal) => process.listeners(signal)));
       try {
         spinner.start();
       } finally {
         globalThis.setInterval = realSetInterval;
       }
+      for (const signal of INTERRUPTS) {
+        for (const listener of process.listeners(signal)) {
+          if (!before.has(listener)) this.spinnerListeners.add(listener);
+        }
+      }
       redraw?.unref();
       this.spinner = spinner;
+      for (const signal of INTERRUPTS) process.once(signal, this.onSignal);
       this.timer = setInterval(() => this.refresh(), REDRAW_MS).unref();
     }
     this.refresh();
   }
 
   protected finished(stage: Stage, ending: Ending): void {
-    const spinner = this.spinner as Spinner;
+    const spinner = this.spinner;
     const line = `${formatLine(stage.label, stage.read(), ending)}`;
-    if (this.stages.size > 0) {
+    if (spinner === undefined || this.stages.size > 0) {
+      // With the spinner stopped by an interrupt the program chose to survive, lines go plainly.
       // ora clears its lines, lets this through, and draws the remaining stages below it.
       this.stream.write(`${SYMBOLS[ending]} ${line}\n`);
       this.refresh();
@@ -205,6 +234,11 @@ class LiveBoard extends Board {
     clearInterval(this.timer);
     spinner.stopAndPersist({ symbol: SYMBOLS[ending], text: line });
     this.spinner = undefined;
+    this.stopListening();
+  }
+
+  private stopListening(): void {
+    for (const signal of INTERRUPTS) process.removeListener(signal, this.onSignal);
   }
 
   private refresh(): void {
@@ -241,7 +275,22 @@ class PlainBoard extends Board {
   }
 }
 
-const SYMBOLS: Record<Ending, string> = { done: '✔', failed: '✖', aborted: '✖', stopped: '■' };
+const SYMBOLS: Record<Ending, string> = { done: '✔', failed: '✖', aborted: '✖', stopped: '■', interrupted: '■' };
+
+/** The signals of a user who stops the program. */
+const INTERRUPTS = ['SIGINT', 'SIGTERM'] as const;
+const SHOW_CURSOR = '\u001b[?25h';
+
+/**
+ * A label as it is safe to print: control characters (escape sequences among them) and the
+ * characters that reorder text are shown as escapes instead of acting on the terminal.
+ */
+export function printableLabel(label: string): string {
+  return label.replace(
+    /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
+    (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
 
 /**
  * One progress line: `parmap  61,440/100,000  61%  12,030 it/s  elapsed 0:05  ETA 0:03`. With an
@@ -249,7 +298,7 @@ const SYMBOLS: Record<Ending, string> = { done: '✔', failed: '✖', aborted: '
  */
 export function formatLine(label: string, progress: ProgressInfo, ending?: Ending): string {
   const { done, total, failed, rate, elapsed, eta } = progress;
-  const parts = [label];
+  const parts = [printableLabel(label)];
   if (total === undefined) parts.push(count(done));
   else {
     parts.push(`${count(done)}/${count(total)}`);
