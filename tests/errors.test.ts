@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
-import { ParmapScopeError, ParmapTaskError, ParmapWorkerError } from '../dist/index.js';
+import { ParmapScopeError, ParmapTaskError, ParmapWorkerError, parmap } from '../dist/index.js';
 import {
   describeThrown,
   describeValue,
@@ -229,4 +229,41 @@ describe('published declarations', () => {
       .map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n'));
     assert.deepEqual(problems, []);
   });
+});
+
+describe('the stack of an error from a worker', () => {
+  const ownFiles = fileURLToPath(new URL('../dist/', import.meta.url));
+  const thisFile = fileURLToPath(import.meta.url);
+
+  for (const [way, n] of [
+    ['awaited, on workers', 2],
+    ['iterated, on workers', 2],
+    ['awaited, in this thread', 1],
+  ] as const) {
+    it(`shows fn's frame, then the caller's own line, and none of parmap's (${way})`, async () => {
+      const failing = (x: number) => {
+        if (x === 3) throw new Error('boom');
+        return x;
+      };
+      const callLine = Number(new Error().stack?.split('\n')[1]?.match(/:(\d+):\d+\)?$/)?.[1]) + 1;
+      const result = parmap(failing, [1, 2, 3, 4], { n });
+      const error = await (way.startsWith('iterated')
+        ? (async () => {
+            for await (const _ of result);
+          })()
+        : result
+      ).then(
+        () => assert.fail('no error'),
+        (thrown: unknown) => thrown,
+      );
+      assert.ok(error instanceof ParmapTaskError);
+      const frames = (error.stack ?? '').split('\n').slice(1);
+      assert.match(error.stack ?? '', /^ParmapTaskError: parmap: fn failed on item 2/);
+      assert.ok(frames.length > 0);
+      assert.ok(!frames.some((frame) => frame.includes(ownFiles)), error.stack);
+      const callerFrame = frames.findIndex((frame) => frame.includes(`${thisFile}:${callLine}:`));
+      assert.ok(callerFrame >= 0, `no frame at line ${callLine} of this file in:\n${error.stack}`);
+      assert.ok(callerFrame >= 1, 'fn comes first');
+    });
+  }
 });

@@ -3,6 +3,7 @@
  * Nothing starts until it is awaited or iterated; each result object runs its call once.
  */
 import { AbortError } from '../errors.js';
+import { CallSite } from './call-site.js';
 import type { Ending, ProgressTracker } from './progress.js';
 
 /** A call in progress, as the result object consumes it. */
@@ -66,6 +67,8 @@ export interface ParmapResult<R> extends AsyncIterable<R>, PromiseLike<R[]> {
 export class LazyResult<R> implements ParmapResult<R> {
   private promise: Promise<R[]> | undefined;
   private consumedBy: 'await' | 'iteration' | undefined;
+  /** Where the caller called parmap: its errors point there. */
+  private readonly site = new CallSite(LazyResult);
 
   constructor(
     /** `streaming`: the caller reads results one by one (`for await`), not the whole array. */
@@ -84,7 +87,7 @@ export class LazyResult<R> implements ParmapResult<R> {
   ): Promise<A | B> {
     if (this.promise === undefined) {
       this.claim('await');
-      this.promise = collect(this.createRun(false));
+      this.promise = collect(this.createRun(false), this.site);
     }
     return this.promise.then(onFulfilled, onRejected);
   }
@@ -100,7 +103,7 @@ export class LazyResult<R> implements ParmapResult<R> {
   [Symbol.asyncIterator](): AsyncIterableIterator<R> {
     this.claim('iteration');
     const run = this.createRun(true);
-    const iterator = new ResultIterator(run);
+    const iterator = new ResultIterator(run, this.site);
     abandoned.register(iterator, run as ChunkRun<unknown>, iterator);
     return iterator;
   }
@@ -116,10 +119,13 @@ export class LazyResult<R> implements ParmapResult<R> {
   }
 }
 
-async function collect<R>(run: ChunkRun<R>): Promise<R[]> {
+async function collect<R>(run: ChunkRun<R>, site: CallSite): Promise<R[]> {
   const chunks: R[][] = [];
   try {
     for (let chunk = await run.nextChunk(); chunk !== undefined; chunk = await run.nextChunk()) chunks.push(chunk);
+  } catch (error) {
+    site.attach(error);
+    throw error;
   } finally {
     await run.close();
   }
@@ -144,7 +150,10 @@ class ResultIterator<R> implements AsyncIterableIterator<R> {
   private done = false;
   private pending: Promise<IteratorResult<R>> | undefined;
 
-  constructor(private readonly run: ChunkRun<R>) {}
+  constructor(
+    private readonly run: ChunkRun<R>,
+    private readonly site: CallSite,
+  ) {}
 
   [Symbol.asyncIterator](): AsyncIterableIterator<R> {
     return this;
@@ -179,6 +188,7 @@ class ResultIterator<R> implements AsyncIterableIterator<R> {
       chunk = await this.run.nextChunk();
     } catch (error) {
       this.done = true;
+      this.site.attach(error);
       await this.run.close();
       throw error;
     }

@@ -1,0 +1,48 @@
+/**
+ * Where the caller made a call, so that an error from a worker points at the caller's own code.
+ * Errors are made on the main side when a worker's answer comes in, so their own stacks hold only
+ * parmap's frames. The caller gets instead what a local `items.map(fn)` would have shown: fn's
+ * frames, as the worker saw them, then the frames that led to the call.
+ */
+import { fileURLToPath } from 'node:url';
+import { ParmapError } from '../errors.js';
+
+/** parmap's own files (the built package), whose frames say nothing to the caller. */
+const OWN_FILES = fileURLToPath(new URL('../../', import.meta.url));
+
+const withCallSite = new WeakSet<object>();
+
+export class CallSite {
+  private readonly captured: { stack?: string } = {};
+
+  /** @param skip the function the caller called: it and the frames above it are left out. */
+  constructor(skip: abstract new (...args: never[]) => unknown) {
+    // Cheap: V8 formats the frames only if `stack` is ever read, on a failure.
+    Error.captureStackTrace(this.captured, skip);
+  }
+
+  /** Gives a parmap error, once, the stack described above; other values are left alone. */
+  attach(error: unknown): void {
+    if (!(error instanceof ParmapError) || withCallSite.has(error)) return;
+    withCallSite.add(error);
+    const callerFrames = callerFramesOf(this.captured.stack);
+    if (callerFrames.length === 0) return;
+    const fnFrames = callerFramesOf(error.cause instanceof Error ? error.cause.stack : undefined);
+    const stack = [`${error.name}: ${error.message}`, ...fnFrames, ...callerFrames].join('\n');
+    Object.defineProperty(error, 'stack', { value: stack, writable: true, configurable: true });
+  }
+}
+
+/** The frames of a stack that belong to the caller's code (or to fn), not to parmap or Node. */
+function callerFramesOf(stack: string | undefined): string[] {
+  if (stack === undefined) return [];
+  return stack
+    .split('\n')
+    .filter(
+      (line) =>
+        /^\s+at /.test(line) &&
+        !line.includes(OWN_FILES) &&
+        !line.includes('node:internal/') &&
+        !line.includes('/node_modules/workerpool/'),
+    );
+}
