@@ -47,8 +47,8 @@ export interface ParmapOptions {
   readonly ordered?: boolean;
   /**
    * Items per message to a worker. Default: `'auto'`, which times a first chunk of one item, then
-   * sends chunks of 10 ms to 250 ms of work (at most 20,000 items) that shrink as the remaining
-   * items run out, so the last chunks end together.
+   * sends chunks of 10 ms to 250 ms of work (at most 8,000 items and about 2 MiB of items and
+   * results) that shrink as the remaining items run out, so the last chunks end together.
    */
   readonly chunksize?: number | 'auto';
   /**

@@ -1,0 +1,93 @@
+/**
+ * The function given as text on the command line, compiled in this thread: a syntax error is a
+ * usage error that shows where it is, and what compiles is a real function whose source text
+ * travels to the workers as any other.
+ */
+import { Script } from 'node:vm';
+import { quote, UsageError } from './arguments.js';
+
+/** The name compiled code carries in V8's messages; the function text follows `(` on line 1. */
+const SCRIPT_NAME = 'parmap-command-line-function';
+
+/** What ends a line for V8. */
+const LINE_BREAK = /\r\n|[\n\r\u2028\u2029]/;
+
+/**
+ * Compiles and evaluates `text` as one expression that must give a function.
+ * @throws UsageError when it does not parse (showing the line, column and a caret), when
+ *   evaluating it throws, or when it gives something else than a function.
+ */
+export function functionFromText(text: string): (...args: never[]) => unknown {
+  let script: Script;
+  try {
+    // On a line of its own, the closing parenthesis is not swallowed by a trailing `// comment`.
+    script = new Script(`(${text}\n)`, { filename: SCRIPT_NAME });
+  } catch (error) {
+    throw new UsageError(describeSyntaxError(text, error));
+  }
+  let value: unknown;
+  try {
+    value = script.runInThisContext();
+  } catch (error) {
+    throw new UsageError(`the function ${shortQuote(text)} fails when it is evaluated: ${errorText(error)}`);
+  }
+  if (typeof value !== 'function') {
+    throw new UsageError(
+      `${shortQuote(text)} is not a function (it is ${describeType(value)}): write one, as in 'line => line.length'`,
+    );
+  }
+  return value as (...args: never[]) => unknown;
+}
+
+/** Where in the function text a syntax error is: 1-based line and column. */
+export interface TextPosition {
+  readonly line: number;
+  readonly column: number;
+}
+
+/**
+ * The message for a function that does not parse: V8's SyntaxError, then the line it is on with a
+ * caret under the place. Node puts that place at the head of a compile error's stack
+ * (`name:line`, the source line, a caret line); when it is missing, only the message is shown.
+ */
+export function describeSyntaxError(text: string, error: unknown): string {
+  const head = `the function does not parse: ${errorText(error)}`;
+  const position = syntaxErrorPosition(text, error);
+  if (position === undefined) return head;
+  const sourceLine = text.split(LINE_BREAK)[position.line - 1] ?? '';
+  // Tabs stay tabs so that the caret lines up with the text above it.
+  const indent = sourceLine.slice(0, position.column - 1).replace(/[^\t]/g, ' ');
+  return `${head} (line ${position.line}, column ${position.column})\n  ${sourceLine}\n  ${indent}^`;
+}
+
+/** The place V8 reports for a compile error of {@link functionFromText}'s script, in `text`'s terms. */
+export function syntaxErrorPosition(text: string, error: unknown): TextPosition | undefined {
+  const stack = error instanceof Error && typeof error.stack === 'string' ? error.stack : '';
+  // The caret line copies the tabs of the source line, so its indent is the column.
+  const match = new RegExp(`^${SCRIPT_NAME}:(\\d+)\\n(.*)\\n([ \\t]*)\\^`).exec(stack);
+  if (match === null) return undefined;
+  const lines = text.split(LINE_BREAK);
+  const line = Number(match[1]);
+  const caret = match[3]?.length ?? 0;
+  // Past the text: the error is at its end (the text stops in the middle of something).
+  if (line > lines.length) return { line: lines.length, column: (lines.at(-1)?.length ?? 0) + 1 };
+  // Line 1 starts with the `(` added around the text.
+  const column = line === 1 ? Math.max(caret - 1, 0) : caret;
+  return { line, column: column + 1 };
+}
+
+function errorText(error: unknown): string {
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  return String(error);
+}
+
+function describeType(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object';
+  return `${typeof value === 'undefined' ? '' : `the ${typeof value} `}${String(value)}`.trim();
+}
+
+function shortQuote(text: string): string {
+  return quote(text.length > 60 ? `${text.slice(0, 57)}...` : text);
+}

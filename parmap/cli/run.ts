@@ -1,0 +1,286 @@
+/**
+ * The map command: the lines of stdin through `parmap`, one result per line to stdout, with every
+ * failure told by its line number. Process-wide concerns (signals, the exit code) belong to
+ * `main.ts`; this sees only the streams and an abort signal it is given.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
+import { runInThisContext } from 'node:vm';
+import {
+  type FunctionFromModule,
+  ParmapError,
+  type ParmapOptions,
+  type ParmapResult,
+  ParmapScopeError,
+  parmap,
+} from '../../index.js';
+import { type MapCommand, type OnErrorMode, quote, UsageError } from './arguments.js';
+import {
+  describeError,
+  type Failure,
+  failureLine,
+  failureOf,
+  failureText,
+  invalidJson,
+  unwritableResult,
+  withoutPrefix,
+} from './failures.js';
+import { functionFromText } from './function-text.js';
+import { formatResult, LineNumbers, type LineReader, LineWriter, parseJsonLine, readLines } from './lines.js';
+
+/** The exit codes of a run; interruptions (130, 143) are decided in `main.ts`. */
+export const EXIT = { done: 0, failed: 1, usage: 2 } as const;
+
+/** The streams and surroundings a command runs with. */
+export interface CommandIo {
+  readonly stdin: Readable;
+  readonly stdout: Writable;
+  readonly stderr: Writable;
+  /** Where `--module` paths and the function's `require()` resolve from. */
+  readonly cwd: string;
+  /** Aborted on Ctrl-C or SIGTERM: stops the workers and ends the run. */
+  readonly signal: AbortSignal;
+}
+
+type Callable = ((...args: never[]) => unknown) | FunctionFromModule;
+
+/**
+ * Runs the map command to its end and returns the exit code.
+ * @throws UsageError when the function does not compile, the module file is missing, or parmap
+ *   refuses the call (as for a variable the function uses that no `--scope` gives).
+ */
+export async function runMap(command: MapCommand, io: CommandIo): Promise<number> {
+  const fn = functionOf(command, io.cwd);
+  const input = new InputItems(readLines(io.stdin), command.json, command.onError === 'throw');
+  if ((io.stdin as { readonly isTTY?: boolean }).isTTY === true) {
+    io.stderr.write('parmap: reading lines from the terminal; end them with Ctrl-D\n');
+  }
+  const results = startParmap(fn, input, optionsOf(command, io), io.cwd);
+  const output = new Output(command.onError, command.json, new LineWriter(io.stdout, io.signal), io.stderr);
+  try {
+    let position = 0;
+    for await (const result of results) {
+      const index = position++;
+      await output.failedAll(input.takeProblems(command.ordered ? index : Number.POSITIVE_INFINITY));
+      // Unordered results do not say which item they are; errors do.
+      const line = command.ordered ? input.numbers.lineOf(index) : undefined;
+      if (result instanceof ParmapError)
+        await output.failed(lineOfError(result, input.numbers) ?? line, failureOf(result));
+      else await output.result(result, line);
+      if (command.ordered) input.numbers.forgetBefore(index + 1);
+      // Leaving the loop ends the call: its workers stop and the input is closed.
+      if (output.stopped || io.signal.aborted) break;
+    }
+    await output.failedAll(input.takeProblems(Number.POSITIVE_INFINITY));
+  } catch (error) {
+    // An abort is not a failure to report: main.ts turns it into 130 or 143.
+    if (!io.signal.aborted) output.callFailed(error, input.numbers);
+  } finally {
+    input.close();
+  }
+  return output.finish();
+}
+
+/** A line that could not become an item (not JSON), to report in its place. */
+interface InputProblem {
+  /** How many items came before it: it is reported just before the result of this item. */
+  readonly before: number;
+  readonly line: number;
+  readonly failure: Failure;
+}
+
+/** The lines of stdin as parmap's items, numbered, with the lines that cannot be items set aside. */
+class InputItems implements AsyncIterable<unknown> {
+  readonly numbers = new LineNumbers();
+  private readonly problems: InputProblem[] = [];
+
+  constructor(
+    private readonly reader: LineReader,
+    private readonly json: boolean,
+    /** Whether the first problem ends the input (`--on-error throw`): the lines before it still run. */
+    private readonly stopAtProblem: boolean,
+  ) {}
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<unknown> {
+    for await (const line of this.reader.lines) {
+      if (!this.json) {
+        this.numbers.addItem();
+        yield line;
+        continue;
+      }
+      const parsed = parseJsonLine(line);
+      if (parsed.kind === 'value') {
+        this.numbers.addItem();
+        yield parsed.value;
+        continue;
+      }
+      const number = this.numbers.skipLine();
+      if (parsed.kind === 'invalid') {
+        this.problems.push({ before: this.numbers.itemCount, line: number, failure: invalidJson(parsed.message) });
+        if (this.stopAtProblem) return;
+      }
+    }
+  }
+
+  /** The problems to report before the result of item `index` (all of them for `Infinity`). */
+  takeProblems(index: number): InputProblem[] {
+    let count = 0;
+    while (count < this.problems.length && (this.problems[count]?.before ?? 0) <= index) count += 1;
+    return this.problems.splice(0, count);
+  }
+
+  close(): void {
+    this.reader.close();
+  }
+}
+
+/** Where results and failures go, as `--on-error` says, and the exit code they make. */
+class Output {
+  /** The failure that ends the run (`--on-error throw`). */
+  private fatal: { readonly line: number | undefined; readonly failure: Failure } | undefined;
+  /** A failure of the whole call rather than of one line (a module without the export). */
+  private broken: unknown;
+  private hasBroken = false;
+  private skipped = 0;
+
+  constructor(
+    private readonly onError: OnErrorMode,
+    private readonly json: boolean,
+    private readonly writer: LineWriter,
+    private readonly stderr: Writable,
+  ) {}
+
+  /** Whether nothing more should be written: a line failed for good, or stdout is gone. */
+  get stopped(): boolean {
+    return this.fatal !== undefined || this.writer.error !== undefined;
+  }
+
+  async result(value: unknown, line: number | undefined): Promise<void> {
+    let text: string;
+    try {
+      text = formatResult(value, this.json);
+    } catch (error) {
+      return this.failed(line, unwritableResult(error));
+    }
+    await this.writer.write(text);
+  }
+
+  /** A failed line: ends the run (throw), becomes a line of output (return), or is reported (skip). */
+  async failed(line: number | undefined, failure: Failure): Promise<void> {
+    if (this.onError === 'throw') this.fatal ??= { line, failure };
+    else if (this.onError === 'return') await this.writer.write(failureLine(line, failure));
+    else {
+      this.skipped += 1;
+      this.report(failureText(line, failure, true));
+    }
+  }
+
+  async failedAll(problems: readonly InputProblem[]): Promise<void> {
+    for (const problem of problems) {
+      if (this.stopped) return;
+      await this.failed(problem.line, problem.failure);
+    }
+  }
+
+  /** The call threw: a failed line (`--on-error throw`), or a failure of the whole call. */
+  callFailed(error: unknown, numbers: LineNumbers): void {
+    const line = error instanceof ParmapError ? lineOfError(error, numbers) : undefined;
+    if (line !== undefined) this.fatal ??= { line, failure: failureOf(error as ParmapError) };
+    else {
+      this.broken = error;
+      this.hasBroken = true;
+    }
+  }
+
+  /** Writes what is left, reports the outcome on stderr, and returns the exit code. */
+  async finish(): Promise<number> {
+    await this.writer.end();
+    const writeError = this.writer.error as NodeJS.ErrnoException | undefined;
+    // The reader went away (`| head`): a normal way for a pipeline to end.
+    if (writeError?.code === 'EPIPE') return EXIT.done;
+    if (writeError !== undefined) {
+      this.report(`cannot write the output: ${writeError.message}`);
+      return EXIT.failed;
+    }
+    if (this.hasBroken) {
+      this.report(describeError(this.broken));
+      return EXIT.failed;
+    }
+    if (this.fatal !== undefined) {
+      this.report(failureText(this.fatal.line, this.fatal.failure));
+      return EXIT.failed;
+    }
+    if (this.skipped > 0) {
+      const lines = this.skipped === 1 ? '1 line failed and was' : `${this.skipped} lines failed and were`;
+      this.report(`${lines} skipped`);
+    }
+    return EXIT.done;
+  }
+
+  private report(text: string): void {
+    this.stderr.write(`parmap: ${text}\n`);
+  }
+}
+
+/** The line of the item an error is about, when it names one. */
+function lineOfError(error: ParmapError, numbers: LineNumbers): number | undefined {
+  const index = (error as { readonly index?: unknown }).index;
+  return typeof index === 'number' ? numbers.lineOf(index) : undefined;
+}
+
+function functionOf(command: MapCommand, cwd: string): Callable {
+  const source = command.function;
+  if (source.kind === 'text') return functionFromText(source.text);
+  const path = resolve(cwd, source.path);
+  if (!existsSync(path)) throw new UsageError(`--module ${quote(source.path)}: there is no file at ${path}`);
+  return { module: pathToFileURL(path).href, export: source.export };
+}
+
+function optionsOf(command: MapCommand, io: CommandIo): ParmapOptions {
+  return {
+    ...(command.workers === undefined ? {} : { n: command.workers }),
+    chunksize: command.chunksize,
+    ordered: command.ordered,
+    ...(command.progress ? { progress: { stream: io.stderr } } : {}),
+    ...(command.scope === undefined ? {} : { scope: command.scope }),
+    ...(command.timeout === undefined ? {} : { timeout: command.timeout }),
+    retries: command.retries,
+    // Skipping is returning, then leaving the error out.
+    onError: command.onError === 'throw' ? 'throw' : 'return',
+    signal: io.signal,
+  };
+}
+
+type ParmapCall = (
+  call: typeof parmap,
+  fn: Callable,
+  items: AsyncIterable<unknown>,
+  options: ParmapOptions,
+) => ParmapResult<unknown>;
+
+/**
+ * Calls parmap from code that belongs to a file in the working directory: `require()`, `import()`
+ * and `__dirname` inside fn resolve from the file that called parmap, which for a command must be
+ * the directory it runs in, not parmap's install folder. The file need not exist.
+ * @throws UsageError for a call parmap refuses before it starts.
+ */
+function startParmap(fn: Callable, items: AsyncIterable<unknown>, options: ParmapOptions, cwd: string) {
+  const call = runInThisContext('(parmap, fn, items, options) => parmap(fn, items, options)', {
+    filename: join(cwd, '[parmap command line]'),
+  }) as ParmapCall;
+  try {
+    return call(parmap, fn, items, options);
+  } catch (error) {
+    if (error instanceof ParmapScopeError) {
+      const them = error.names.length > 1 ? 'them' : 'it';
+      const flags = error.names.map((name) => `--scope ${name}=<json>`).join(' ');
+      throw new UsageError(
+        `the function uses ${error.names.join(', ')} from outside it, which a worker cannot see: give ${them} with ${flags}, or define ${them} inside the function`,
+      );
+    }
+    if (error instanceof TypeError || error instanceof RangeError) throw new UsageError(withoutPrefix(error.message));
+    throw error;
+  }
+}
