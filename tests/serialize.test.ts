@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ParmapScopeError } from '../dist/index.js';
+import { ParmapScopeError, parmap } from '../dist/index.js';
 import { buildFunctionCode, checkFreeNames, functionExpression } from '../dist/parmap/front/function-code.js';
 import { fetchAll, hashAll, timings } from './fixtures/scope-shadow.js';
 
@@ -210,6 +210,22 @@ describe('free variables', () => {
     assert.deepEqual(code.freeNames, []);
   });
 
+  it('sees through a direct eval: fn still has its own parameters and locals', async () => {
+    // biome-ignore lint/correctness/noUnusedFunctionParameters: eval reads it, out of the linter's sight.
+    const usesEval = (x: number) => {
+      // biome-ignore lint/correctness/noUnusedVariables: eval reads it.
+      const local = 2;
+      // biome-ignore lint/security/noGlobalEval: a direct eval is what this test is about.
+      return eval('x * local') + 1;
+    };
+    assert.deepEqual(buildFunctionCode(usesEval, undefined).freeNames, ['eval']);
+    assert.deepEqual(await parmap(usesEval, [1, 2], { n: 2 }), [3, 5]);
+    // biome-ignore lint/security/noGlobalEval: as above.
+    // biome-ignore lint/correctness/noUnusedFunctionParameters: eval reads it.
+    const missing = (x: number) => eval('x') + outside;
+    assert.deepEqual(buildFunctionCode(missing, undefined).freeNames.sort(), ['eval', 'outside']);
+  });
+
   it('treats scope values as declared, and lets one scope value use another', () => {
     const rate = 3;
     const scale = (x: number) => x * rate;
@@ -397,3 +413,5 @@ describe('no name is special', () => {
     checkFreeNames(counted.freeNames, isGlobal);
   });
 });
+
+declare const outside: number;

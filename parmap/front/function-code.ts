@@ -23,8 +23,15 @@ interface AstNode {
 
 type Program = AstNode & { readonly body: readonly AstNode[] };
 
+interface Scope {
+  readonly set: ReadonlyMap<string, unknown>;
+  readonly upper: Scope | null;
+}
+
 interface Reference {
   readonly identifier: AstNode & { readonly name: string };
+  /** The scope the reference is made in. */
+  readonly from: Scope;
   isWriteOnly(): boolean;
 }
 
@@ -610,7 +617,9 @@ function analyze(source: string): { text: string; freeNames: string[] } {
   const freeNames = new Set<string>();
   // `typeof x` is how code asks whether x exists; it is no use of x.
   for (const reference of analyzeScopes(ast, 'module').globalScope.through) {
-    if (!typeofOperands.has(reference.identifier)) freeNames.add(reference.identifier.name);
+    if (!typeofOperands.has(reference.identifier) && !declaredAround(reference)) {
+      freeNames.add(reference.identifier.name);
+    }
   }
   let text = source;
   for (const { start, end, text: replacement } of replacements.sort((a, b) => b.start - a.start)) {
@@ -618,6 +627,18 @@ function analyze(source: string): { text: string; freeNames: string[] } {
     freeNames.add(replacement);
   }
   return { text, freeNames: [...freeNames] };
+}
+
+/**
+ * Whether a scope around the reference declares its name. Scope analysis leaves every reference
+ * inside a function that calls `eval()` unresolved (eval could declare anything), yet the
+ * function's own parameters and variables are still there when it runs.
+ */
+function declaredAround(reference: Reference): boolean {
+  for (let scope: Scope | null = reference.from; scope !== null; scope = scope.upper) {
+    if (scope.set.has(reference.identifier.name)) return true;
+  }
+  return false;
 }
 
 function children(node: AstNode): AstNode[] {
