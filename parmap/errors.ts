@@ -15,6 +15,12 @@ export interface ParmapErrorOptions {
 
 /** Base class of every runtime failure parmap reports. */
 export class ParmapError extends Error {
+  /**
+   * What caused it, when something did. Declared (not set) here, as lib es2022 declares it on
+   * `Error`, so that projects whose `lib` is older see it too.
+   */
+  declare cause?: unknown;
+
   constructor(message: string, options?: ParmapErrorOptions) {
     super(message, options);
     this.name = 'ParmapError';

@@ -18,7 +18,7 @@ const hasherPath = fileURLToPath(hasherUrl);
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const words = ['alpha', 'beta', 'gamma', 'delta', 'epsilon'];
 
-const modes: [string, ParmapOptions][] = [
+const modes: [string, Pick<ParmapOptions, 'n' | 'workerType'>][] = [
   ['threads', { n: 2 }],
   ['processes', { n: 2, workerType: 'process' }],
   ['n: 1', { n: 1 }],

@@ -158,7 +158,7 @@ describe('parmap: the basic map', () => {
 describe('parmap: star, kwstar, args, kwargs end to end', () => {
   it('star spreads each item into arguments, then args', async () => {
     const add = (a: number, b: number, c: number) => a + b + c;
-    const zipped = range(10).map((i) => [i, i * 10]);
+    const zipped = range(10).map((i): [number, number] => [i, i * 10]);
     assert.deepEqual(
       await parmap(add, zipped, { n: 2, star: true, args: [1000] }),
       zipped.map(([a, b]) => (a as number) + (b as number) + 1000),
@@ -181,13 +181,13 @@ describe('parmap: star, kwstar, args, kwargs end to end', () => {
 
   it("follows the seed's kwstar example: changing keyword arguments per item", async () => {
     const doSomething = (item: number, { opt = false } = {}) => (opt ? `${item}!` : `${item}`);
-    const items = range(6).map((i) => [i, { opt: i % 2 === 0 }]);
+    const items = range(6).map((i): [number, { opt: boolean }] => [i, { opt: i % 2 === 0 }]);
     assert.deepEqual(await parmap(doSomething, items, { n: 2, kwstar: true }), ['0!', '1', '2!', '3', '4!', '5']);
   });
 
   it('fails at once naming the item when star gets a non-array', async () => {
     await assert.rejects(
-      parmap((a: number) => a, [[1], [2], 3], { n: 2, star: true }),
+      parmap((a: number) => a, [[1], [2], 3] as never, { n: 2, star: true }),
       (error: Error) => {
         assert.ok(error instanceof TypeError);
         assert.match(error.message, /item 2 is `3` \(number\)/);
@@ -203,7 +203,7 @@ describe('parmap: star, kwstar, args, kwargs end to end', () => {
         [
           [1, {}],
           [2, 'x'],
-        ],
+        ] as never,
         { n: 2, kwstar: true },
       ),
       /With `kwstar: true` each item must be \[argument, options object\]; item 1/,
@@ -211,7 +211,7 @@ describe('parmap: star, kwstar, args, kwargs end to end', () => {
   });
 
   it('keeps per-item __proto__ keys from polluting any prototype', async () => {
-    const items = [[1, JSON.parse('{"__proto__": {"polluted": true}}')]];
+    const items: [number, Record<string, unknown>][] = [[1, JSON.parse('{"__proto__": {"polluted": true}}')]];
     const [result] = await parmap(
       (x: number, options: Record<string, unknown>) => [
         x,

@@ -9,6 +9,16 @@ import { describeValue, ParmapError } from '../errors.js';
 import { WorkerHost } from '../executors/worker-host.js';
 import { LazyResult, type ParmapResult } from '../scheduler/result.js';
 import { prepareRun } from './call.js';
+import type {
+  CallOptions,
+  CallResult,
+  CheckedFunction,
+  ItemParam,
+  Items,
+  LayoutOf,
+  NotGiven,
+  ProvidedParams,
+} from './call-types.js';
 import { callerFile } from './function-code.js';
 import { type FunctionFromModule, isPlainObject, type ParmapOptions, resolveOptions } from './options.js';
 
@@ -25,27 +35,24 @@ export interface PoolOptions {
 /** The options of one `pool.map` call: those of `parmap`, less what belongs to the pool. */
 export type MapOptions = Omit<ParmapOptions, 'n' | 'workerType' | 'maxMemory'>;
 
-/** Options with `onError: 'return'`. */
-type ReturnErrors = { readonly onError: 'return' };
-
 /** A pool of warm workers; see {@link createPool}. */
 export interface ParmapPool {
-  /** `parmap(fn, items, options)` on this pool's workers. */
-  map<T, R>(
-    fn: (item: T, ...rest: never[]) => R,
-    items: Iterable<T> | AsyncIterable<T>,
-    options: MapOptions & ReturnErrors,
-  ): ParmapResult<Awaited<R> | ParmapError>;
-  map<T, R>(
-    fn: (item: T, ...rest: never[]) => R,
-    items: Iterable<T> | AsyncIterable<T>,
-    options?: MapOptions,
-  ): ParmapResult<Awaited<R>>;
-  map<R = unknown>(
-    fn: FunctionFromModule | ((...args: never[]) => R),
-    items: Iterable<unknown> | AsyncIterable<unknown>,
-    options?: MapOptions,
-  ): ParmapResult<R>;
+  /** `parmap(fn, items, options)` on this pool's workers, with the same type checks. */
+  map<
+    Item,
+    Result,
+    Star extends boolean = false,
+    KwStar extends boolean = false,
+    OnError extends Exclude<MapOptions['onError'], undefined> = 'throw',
+    const Args extends readonly unknown[] = [],
+    Context = NotGiven,
+    Kwargs = NotGiven,
+    Params extends readonly unknown[] = ProvidedParams<Item, LayoutOf<Star, KwStar, Args, Context, Kwargs>>,
+  >(
+    fn: CheckedFunction<Params, Result, LayoutOf<Star, KwStar, Args, Context, Kwargs>> | FunctionFromModule,
+    items: Items<ItemParam<Item, Params, LayoutOf<Star, KwStar, Args, Context, Kwargs>, Star>>,
+    options?: CallOptions<MapOptions, Params, Star, KwStar, OnError, Args, Context, Kwargs>,
+  ): ParmapResult<CallResult<Result, OnError>>;
   /** Stops the workers (calls still running fail). Safe to call more than once. */
   close(): Promise<void>;
   /** `await using pool = createPool()` closes it at the end of the block. */

@@ -3,9 +3,18 @@
  * result. Deliberately not an `async` function: awaiting it would unwrap the array and lose the
  * iterator.
  */
-import type { ParmapError } from '../errors.js';
 import { LazyResult, type ParmapResult } from '../scheduler/result.js';
 import { prepareRun } from './call.js';
+import type {
+  CallOptions,
+  CallResult,
+  CheckedFunction,
+  ItemParam,
+  Items,
+  LayoutOf,
+  NotGiven,
+  ProvidedParams,
+} from './call-types.js';
 import { callerFile } from './function-code.js';
 import { type FunctionFromModule, type ParmapOptions, resolveOptions } from './options.js';
 
@@ -14,10 +23,6 @@ type Callable = ((...args: unknown[]) => unknown) | FunctionFromModule;
 /** Options in which `star` or `kwstar` is on: each item then holds several arguments. */
 export type SpreadOptions = ParmapOptions & ({ readonly star: true } | { readonly kwstar: true });
 
-/** Options with `onError: 'return'`: failing items yield their error in place of a result. */
-type ReturnErrors = { readonly onError: 'return' };
-type PlainOptions = ParmapOptions & { readonly star?: false; readonly kwstar?: false };
-
 /**
  * Runs `fn` on every item on a pool of workers, like `items.map(fn)` on every core.
  *
@@ -25,45 +30,31 @@ type PlainOptions = ParmapOptions & { readonly star?: false; readonly kwstar?: f
  * parmap(fn, items))` streams them. `fn` travels to the workers by its source text: values it uses
  * from its surroundings must be passed with `scope`.
  *
+ * The call is type-checked against `fn`'s parameters: items (spread with `star`, `[arg, kw]` with
+ * `kwstar`), `args`, the `context` value and `kwargs` must fit them, and `fn` may not require more
+ * arguments than it is passed (no index, unlike `Array.map`). A function from a module
+ * (`{ module, export }`) is not checked, and its results are `unknown`.
+ *
+ * @typeParam Item - An item, as `items` yields it.
+ * @typeParam Result - What `fn` returns (awaited in the results).
+ * @typeParam Params - `fn`'s parameters: from `fn` when they are annotated, otherwise what parmap passes.
  * @throws TypeError or RangeError at once, before any worker starts, for a bad call.
  */
-export function parmap<T, R>(
-  fn: (item: T, ...rest: never[]) => R,
-  items: Iterable<T> | AsyncIterable<T>,
-  options: PlainOptions & ReturnErrors,
-): ParmapResult<Awaited<R> | ParmapError>;
-export function parmap<T, R>(
-  fn: (item: T, ...rest: never[]) => R,
-  items: Iterable<T> | AsyncIterable<T>,
-  options?: PlainOptions,
-): ParmapResult<Awaited<R>>;
-export function parmap<R>(
-  fn: (...args: never[]) => R,
-  items: Iterable<unknown> | AsyncIterable<unknown>,
-  options: SpreadOptions & ReturnErrors,
-): ParmapResult<Awaited<R> | ParmapError>;
-export function parmap<R>(
-  fn: (...args: never[]) => R,
-  items: Iterable<unknown> | AsyncIterable<unknown>,
-  options: SpreadOptions,
-): ParmapResult<Awaited<R>>;
-// Options whose star / kwstar are only known at run time.
-export function parmap<R>(
-  fn: (...args: never[]) => R,
-  items: Iterable<unknown> | AsyncIterable<unknown>,
-  options: ParmapOptions & ReturnErrors,
-): ParmapResult<Awaited<R> | ParmapError>;
-export function parmap<R>(
-  fn: (...args: never[]) => R,
-  items: Iterable<unknown> | AsyncIterable<unknown>,
-  options: ParmapOptions,
-): ParmapResult<Awaited<R>>;
-// A function from a module: its types are not known here.
-export function parmap<R = unknown>(
-  fn: FunctionFromModule,
-  items: Iterable<unknown> | AsyncIterable<unknown>,
-  options?: ParmapOptions,
-): ParmapResult<R>;
+export function parmap<
+  Item,
+  Result,
+  Star extends boolean = false,
+  KwStar extends boolean = false,
+  OnError extends Exclude<ParmapOptions['onError'], undefined> = 'throw',
+  const Args extends readonly unknown[] = [],
+  Context = NotGiven,
+  Kwargs = NotGiven,
+  Params extends readonly unknown[] = ProvidedParams<Item, LayoutOf<Star, KwStar, Args, Context, Kwargs>>,
+>(
+  fn: CheckedFunction<Params, Result, LayoutOf<Star, KwStar, Args, Context, Kwargs>> | FunctionFromModule,
+  items: Items<ItemParam<Item, Params, LayoutOf<Star, KwStar, Args, Context, Kwargs>, Star>>,
+  options?: CallOptions<ParmapOptions, Params, Star, KwStar, OnError, Args, Context, Kwargs>,
+): ParmapResult<CallResult<Result, OnError>>;
 export function parmap(
   fn: ((...args: never[]) => unknown) | FunctionFromModule,
   items: Iterable<unknown> | AsyncIterable<unknown>,

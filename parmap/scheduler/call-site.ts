@@ -38,11 +38,5 @@ function callerFramesOf(stack: string | undefined): string[] {
   if (stack === undefined) return [];
   return stack
     .split('\n')
-    .filter(
-      (line) =>
-        /^\s+at /.test(line) &&
-        !line.includes(OWN_FILES) &&
-        !line.includes('node:internal/') &&
-        !line.includes('/node_modules/workerpool/'),
-    );
+    .filter((line) => /^\s+at /.test(line) && !line.includes(OWN_FILES) && !line.includes('node:internal/'));
 }
