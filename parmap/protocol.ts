@@ -69,7 +69,9 @@ export interface ChunkRequest {
   /**
    * Threads only: shared with the main side. `[0]` counts the items of this chunk that have
    * started, `[1]` holds the thread's id, so the main side knows what runs where; the main side
-   * sets `[2]` to 1 when the chunk is no longer wanted: the thread stops after its current item.
+   * sets `[2]` to 1 when the chunk is no longer wanted: the thread stops after its current item,
+   * or skips the chunk if it has not started it; the thread sets it to 2 as it starts the chunk,
+   * so a chunk taken back before that (compare-and-exchange from 0 to 1) never runs.
    * `[3]` is 0 while items run one at a time; once they overlap (`concurrency`), it holds the place
    * of the oldest item still running, plus 1.
    */
@@ -123,7 +125,18 @@ export interface ThreadStart {
   readonly parmapSetup: Payload | undefined;
   /** Where the thread sends what it writes to stdout and stderr. */
   readonly parmapOutput: MessagePort;
+  /** Where the main side queues chunks on this thread, and the thread answers them. */
+  readonly parmapChunks?: MessagePort | undefined;
 }
+
+/**
+ * A chunk queued on a thread's own port while the thread runs another, so it goes from one
+ * straight to the next (threads only). `key` names the chunk in the answers.
+ */
+export type PortChunk = readonly [key: number, request: ChunkRequest];
+
+/** An event about a chunk that came on the thread's port, sent back on that port. */
+export type PortReply = readonly [key: number, event: WorkerEvent];
 
 /** One write of a thread to its stdout or stderr. */
 export type ThreadOutput = readonly [stream: 'stdout' | 'stderr', text: string];

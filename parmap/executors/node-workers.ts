@@ -9,7 +9,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { subscribe } from 'node:diagnostics_channel';
-import type { Worker } from 'node:worker_threads';
+import type { MessagePort, Worker } from 'node:worker_threads';
 import type { WorkerEnding } from './executor.js';
 
 /** One worker as this side sees it. */
@@ -20,6 +20,8 @@ export interface WorkerHandle {
   ending: WorkerEnding | undefined;
   /** Whether this side asked it to end (a timeout, a close). */
   stoppedByUs: boolean;
+  /** A thread's port for chunks queued behind the one it runs (see worker-host.ts). */
+  chunkPort?: MessagePort | undefined;
   /** Resolves once it has exited. */
   readonly exited: Promise<void>;
   /** Ends it now, busy or not. */

@@ -4,7 +4,8 @@
  * granted worker is free, so workerpool never queues a chunk of ours. A host serves one call
  * (`parmap`) or many (`createPool`), each call through a {@link CallChannel} of its own.
  */
-import type { ChunkReply, ChunkRequest, WorkerEvent } from '../protocol.js';
+import type { MessagePort } from 'node:worker_threads';
+import type { ChunkReply, ChunkRequest, PortChunk, PortReply, WorkerEvent } from '../protocol.js';
 import { RUN_CHUNK } from '../protocol.js';
 import { transferList } from '../transfer.js';
 import { type Lease, workerBudget } from './budget.js';
@@ -26,6 +27,10 @@ export interface HostChunk {
   readonly id: number;
   /** The size of its encoded items (they may be moved to the worker, leaving the buffer empty). */
   readonly sentBytes: number;
+  /** Queued on a thread's own port behind the chunk it runs, rather than sent as a task. */
+  queued?: boolean;
+  /** When it was handed to workerpool or queued on a thread (ms). */
+  sentAt?: number;
   /** The worker that took it, once known. */
   worker: WorkerHandle | undefined;
   /** Items started, as a process worker reports them. */
@@ -41,6 +46,8 @@ export interface CallChannel {
   settled(chunk: HostChunk, error: unknown): void;
   /** A worker that had run this call's chunk `id` ended on its own while idle. */
   idleWorkerDied(id: number, ending: WorkerEnding): void;
+  /** The chunk was taken back before it started (it waited behind a slow one): send it again. */
+  takenBack(chunk: HostChunk): void;
   /** More workers can be used. */
   capacityChanged(): void;
   /** Whether someone waits for this call's results: the workers then hold the event loop. */
@@ -49,11 +56,30 @@ export interface CallChannel {
   hostClosed(): void;
 }
 
+/**
+ * The most chunks of short work a thread holds: the one it runs and one queued behind it, so it
+ * goes from one to the next without waiting a round trip (about a millisecond) between them.
+ */
+const CHUNKS_PER_THREAD = 2;
+
+/**
+ * A chunk a thread holds that has not started after this long waits behind a slow one: it is
+ * taken back and sent again, to go where a worker is free. Queued chunks are short (under 20 ms of
+ * work), so one that waits this long is held up, not merely next.
+ */
+const TAKE_BACK_AFTER_MS = 60;
+
 export class WorkerHost {
   private pool: WorkerpoolPool | undefined;
   private lease: Lease | undefined;
   private readonly handles = new Set<WorkerHandle>();
   private readonly inFlight = new Set<HostChunk>();
+  /** Chunks queued on threads' ports, by their key in the port's messages. */
+  private readonly queued = new Map<number, HostChunk>();
+  private nextQueueKey = 0;
+  /** Threads a chunk was taken back from: nothing more is queued on them until their chunk ends. */
+  private readonly stalled = new WeakSet<WorkerHandle>();
+  private takeBackTimer: NodeJS.Timeout | undefined;
   /** The chunk each worker ran last, to blame a late failure on. */
   private readonly lastChunk = new WeakMap<WorkerHandle, HostChunk>();
   private readonly channels = new Set<CallChannel>();
@@ -83,8 +109,9 @@ export class WorkerHost {
     return this.lease?.granted ?? 0;
   }
 
+  /** Workers running a chunk sent as a task (a queued chunk needs no worker of its own). */
   get busy(): number {
-    return this.inFlight.size;
+    return this.inFlight.size - this.queued.size;
   }
 
   get closed(): boolean {
@@ -179,6 +206,7 @@ export class WorkerHost {
   /** Sends a chunk; only call it while `busy < granted`. */
   async send(chunk: HostChunk): Promise<void> {
     this.inFlight.add(chunk);
+    chunk.sentAt = performance.now();
     this.stopWaiting(chunk.channel);
     this.usedLease = true;
     let pool: WorkerpoolPool | undefined;
@@ -209,8 +237,104 @@ export class WorkerHost {
     );
   }
 
+  /**
+   * A thread running chunks of `channel` only, fewer than {@link CHUNKS_PER_THREAD}: a chunk
+   * queued there runs as soon as the one before it ends, with no round trip in between. None
+   * while other calls wait for a worker: a queued chunk would hold the thread from them.
+   */
+  threadToQueueOn(channel: CallChannel): WorkerHandle | undefined {
+    if (this.waiting.length > 0 || this.stopping) return undefined;
+    const loaded = new Map<WorkerHandle, number>();
+    for (const chunk of this.inFlight) {
+      const worker = this.workerOf(chunk);
+      // Another call's chunk on a thread rules it out.
+      const load = chunk.channel === channel ? 1 : CHUNKS_PER_THREAD;
+      if (worker !== undefined) loaded.set(worker, (loaded.get(worker) ?? 0) + load);
+    }
+    let lightest: WorkerHandle | undefined;
+    let lightestLoad: number = CHUNKS_PER_THREAD;
+    for (const [worker, load] of loaded) {
+      const usable =
+        worker.chunkPort !== undefined &&
+        worker.ending === undefined &&
+        this.handles.has(worker) &&
+        !this.stalled.has(worker);
+      if (usable && load < lightestLoad) {
+        lightest = worker;
+        lightestLoad = load;
+      }
+    }
+    return lightest;
+  }
+
+  /** Queues a chunk on `worker`'s port, behind the chunk it runs (see {@link threadToQueueOn}). */
+  queueOn(worker: WorkerHandle, chunk: HostChunk): void {
+    const key = this.nextQueueKey++;
+    chunk.queued = true;
+    chunk.worker = worker;
+    this.lastChunk.set(worker, chunk);
+    const pool = this.poolOf.get(worker);
+    if (pool !== undefined) chunk.pool = pool;
+    this.inFlight.add(chunk);
+    this.queued.set(key, chunk);
+    this.usedLease = true;
+    chunk.sentAt = performance.now();
+    this.takeBackTimer ??= setInterval(() => this.takeBackWaiting(), TAKE_BACK_AFTER_MS / 3).unref();
+    const { request } = chunk;
+    try {
+      (worker.chunkPort as MessagePort).postMessage([key, request] satisfies PortChunk, transferList([request.items]));
+    } catch (error) {
+      this.queued.delete(key);
+      this.finish(chunk, error);
+    }
+  }
+
+  /** An event about a queued chunk, from its thread's port. */
+  private onQueuedEvent([key, event]: PortReply): void {
+    const chunk = this.queued.get(key);
+    if (chunk === undefined) return;
+    if (event.kind !== 'reply') return;
+    chunk.reply = event.reply;
+    this.queued.delete(key);
+    this.finish(chunk, undefined);
+  }
+
+  /**
+   * Takes back the chunks that wait on a thread behind a slow one (see {@link TAKE_BACK_AFTER_MS}),
+   * so that `ordered: false` still gives each result as soon as a worker could have made it.
+   */
+  private takeBackWaiting(): void {
+    const now = performance.now();
+    for (const chunk of this.inFlight) {
+      const { progress } = chunk.request;
+      if (progress === undefined || chunk.sentAt === undefined || now - chunk.sentAt < TAKE_BACK_AFTER_MS) continue;
+      // Not on a thread yet (workerpool holds it until one is free), or started: nothing to do.
+      if (Atomics.load(progress, 1) === 0 || Atomics.load(progress, 0) > 0) continue;
+      if (Atomics.compareExchange(progress, 2, 0, 1) !== 0) continue;
+      const worker = this.workerOf(chunk);
+      if (worker !== undefined) this.stalled.add(worker);
+      this.forgetQueued(chunk);
+      this.inFlight.delete(chunk);
+      chunk.channel.takenBack(chunk);
+    }
+    if (this.queued.size === 0) {
+      clearInterval(this.takeBackTimer);
+      this.takeBackTimer = undefined;
+    }
+  }
+
+  /** A thread ended: the chunks queued on it are lost with it. */
+  private loseQueued(worker: WorkerHandle): void {
+    for (const [key, chunk] of this.queued) {
+      if (chunk.worker !== worker) continue;
+      this.queued.delete(key);
+      this.finish(chunk, new Error('the thread ended'));
+    }
+  }
+
   private finish(chunk: HostChunk, error: unknown): void {
     if (!this.inFlight.delete(chunk)) return;
+    if (chunk.worker !== undefined) this.stalled.delete(chunk.worker);
     if (chunk.pool !== undefined && this.retired.has(chunk.pool)) this.releaseRetired(chunk.pool);
     chunk.channel.settled(chunk, error);
     this.tellWaiting();
@@ -260,7 +384,15 @@ export class WorkerHost {
   cancelChunk(chunk: HostChunk): void {
     const { progress } = chunk.request;
     if (progress !== undefined) Atomics.store(progress, 2, 1);
+    this.forgetQueued(chunk);
     this.inFlight.delete(chunk);
+  }
+
+  private forgetQueued(chunk: HostChunk): void {
+    if (!chunk.queued) return;
+    for (const [key, queued] of this.queued) {
+      if (queued === chunk) this.queued.delete(key);
+    }
   }
 
   /**
@@ -280,6 +412,7 @@ export class WorkerHost {
         this.keepAlive();
       });
     }
+    this.forgetQueued(chunk);
     if (this.inFlight.delete(chunk)) chunk.channel.settled(chunk, new Error('stopped by parmap'));
   }
 
@@ -364,9 +497,16 @@ export class WorkerHost {
     this.handles.add(handle);
     if (this.pool !== undefined) this.poolOf.set(handle, this.pool);
     if (!this.holding) handle.hold(false);
+    const port = handle.chunkPort;
+    if (port !== undefined) {
+      port.on('message', (reply: PortReply) => this.onQueuedEvent(reply));
+      // The thread holds the event loop while it works; its port must not hold it on its own.
+      port.unref();
+    }
     handle.onEnd((ending) => {
       const last = this.lastChunk.get(handle);
       const running = [...this.inFlight].some((chunk) => this.workerOf(chunk) === handle);
+      this.loseQueued(handle);
       if (!running && !handle.stoppedByUs && !this.closed && last !== undefined) {
         // Told after the current event: the call may still be taking in that chunk's reply.
         queueMicrotask(() => last.channel.idleWorkerDied(last.id, ending));
@@ -397,6 +537,8 @@ export class WorkerHost {
       worker.abandon();
     }
     this.inFlight.clear();
+    this.queued.clear();
+    clearInterval(this.takeBackTimer);
     const handles = [...this.handles];
     // Stopping workers hold the event loop until they have exited, whoever waits.
     this.applyHold();

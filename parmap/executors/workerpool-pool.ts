@@ -88,11 +88,18 @@ export async function startWorkerpool(
     forkOpts: forkOptions,
     workerTerminateTimeout: STOP_GRACE_MS,
     onCreateWorker: () => {
-      claimNextWorker(onWorker);
-      if (workerType !== 'thread') return undefined;
+      if (workerType !== 'thread') {
+        claimNextWorker(onWorker);
+        return undefined;
+      }
       const output = threadOutput();
-      const workerData: ThreadStart = { parmapSetup: threadSetup, parmapOutput: output };
-      return { workerThreadOpts: { ...threadOptions, workerData, transferList: [output] } };
+      const chunks = new MessageChannel();
+      claimNextWorker((handle) => {
+        handle.chunkPort = chunks.port1;
+        onWorker(handle);
+      });
+      const workerData: ThreadStart = { parmapSetup: threadSetup, parmapOutput: output, parmapChunks: chunks.port2 };
+      return { workerThreadOpts: { ...threadOptions, workerData, transferList: [output, chunks.port2] } };
     },
   });
 }

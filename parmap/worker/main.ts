@@ -12,6 +12,8 @@ import {
   type ChunkReply,
   type ChunkRequest,
   type ItemFailure,
+  type PortChunk,
+  type PortReply,
   RUN_CHUNK,
   type SetupFailure,
   type ThreadOutput,
@@ -46,21 +48,46 @@ function prepared(setupId: string, setup: CallSetup | undefined): Promise<Prepar
   return call;
 }
 
-async function runChunk(request: ChunkRequest): Promise<void> {
+/** Values of a thread chunk's cancel flag (`progress[2]`). */
+const CANCELLED = 1;
+const CLAIMED = 2;
+
+/** Where the events of one chunk go: its workerpool task, or the thread's chunk port. */
+type Send = (event: WorkerEvent) => void;
+
+/** The chunks of this worker run one after another, in the order they came, by either way. */
+let turn: Promise<unknown> = Promise.resolve();
+
+/** A chunk from workerpool: its task lasts until the chunk has run, in its turn. */
+function runChunk(request: ChunkRequest): Promise<void> {
+  return inTurn(request, emit);
+}
+
+function inTurn(request: ChunkRequest, send: Send): Promise<void> {
+  // Taken now, so the main side knows which thread holds a chunk that waits its turn.
+  if (request.progress !== undefined) request.progress[1] = threadId;
+  const run = turn.then(() => runOne(request, send));
+  turn = run.catch(() => undefined);
+  return run;
+}
+
+async function runOne(request: ChunkRequest, send: Send): Promise<void> {
   const { progress } = request;
-  if (progress !== undefined) progress[1] = threadId;
-  else emit({ kind: 'took', worker: process.pid });
+  if (progress === undefined) send({ kind: 'took', worker: process.pid });
+  // Claimed before it starts: a chunk the main side took back while it waited (it waited behind a
+  // slow one) or no longer wants is skipped, unanswered; the main side has moved on.
+  else if (Atomics.compareExchange(progress, 2, 0, CLAIMED) === CANCELLED) return;
   const call = prepared(
     request.setupId,
     request.setup === undefined ? undefined : (decode(request.setup) as CallSetup),
   );
   if (call === undefined) {
-    emit({ kind: 'reply', reply: { kind: 'notSetUp' } });
+    send({ kind: 'reply', reply: { kind: 'notSetUp' } });
     return;
   }
   const ready = await call;
   if (!('invoke' in ready)) {
-    emit({ kind: 'reply', reply: { kind: 'setupFailed', ...ready } });
+    send({ kind: 'reply', reply: { kind: 'setupFailed', ...ready } });
     return;
   }
   const items = decode(request.items) as unknown[];
@@ -71,7 +98,7 @@ async function runChunk(request: ChunkRequest): Promise<void> {
           progress[0] = at + 1;
         }
       : ready.reportStarts
-        ? (at: number) => emit({ kind: 'started', at })
+        ? (at: number) => send({ kind: 'started', at })
         : undefined;
   const onOldest =
     progress !== undefined
@@ -79,26 +106,26 @@ async function runChunk(request: ChunkRequest): Promise<void> {
           progress[3] = at + 1;
         }
       : ready.reportStarts
-        ? (at: number) => emit({ kind: 'oldest', at })
+        ? (at: number) => send({ kind: 'oldest', at })
         : undefined;
-  const cancelled = () => stopping || (progress !== undefined && Atomics.load(progress, 2) === 1);
+  const cancelled = () => stopping || (progress !== undefined && Atomics.load(progress, 2) === CANCELLED);
   const { invoke, onError, concurrency } = ready;
   const running = runItems(items, { invoke, onError, onStart, onOldest, cancelled, concurrency });
   current = running;
   const outcome = await running;
   // Past the last item: sending the results back is not an item's run time (see `timeout`).
   onStart?.(items.length);
-  if (outcome.kind === 'threw') sendThrew(outcome.at, outcome.thrown, outcome.before);
-  else sendDone(outcome.values, outcome.ms, outcome.failures ?? [], ready.onError);
+  if (outcome.kind === 'threw') sendThrew(send, outcome.at, outcome.thrown, outcome.before);
+  else sendDone(send, outcome.values, outcome.ms, outcome.failures ?? [], ready.onError);
 }
 
-function sendThrew(at: number, thrown: unknown, before: unknown[]): void {
+function sendThrew(send: Send, at: number, thrown: unknown, before: unknown[]): void {
   const report = reportThrown(thrown);
   try {
-    emit({ kind: 'reply', reply: { kind: 'threw', at, thrown: report, before: encode(before) } });
+    send({ kind: 'reply', reply: { kind: 'threw', at, thrown: report, before: encode(before) } });
   } catch {
     // The results before the failing item are a courtesy: without them the failure still goes.
-    emit({ kind: 'reply', reply: { kind: 'threw', at, thrown: report } });
+    send({ kind: 'reply', reply: { kind: 'threw', at, thrown: report } });
   }
 }
 
@@ -106,15 +133,15 @@ function sendThrew(at: number, thrown: unknown, before: unknown[]): void {
  * Sends a chunk's results. A result that cannot be cloned is caught here and reported with its
  * item; with `onError: 'return'` each such result becomes its item's failure and the others go.
  */
-function sendDone(values: unknown[], ms: number, threw: ItemThrew[], onError: 'throw' | 'return'): void {
+function sendDone(send: Send, values: unknown[], ms: number, threw: ItemThrew[], onError: 'throw' | 'return'): void {
   const failures: ItemFailure[] = threw.map(({ at, thrown }) => ({ at, thrown: reportThrown(thrown) }));
   try {
-    emit({ kind: 'reply', reply: done(values, ms, failures) });
+    send({ kind: 'reply', reply: done(values, ms, failures) });
     return;
   } catch (error) {
     if (onError === 'throw') {
       const message = error instanceof Error ? error.message : String(error);
-      emit({ kind: 'reply', reply: { kind: 'uncloneable', at: firstUncloneable(values), message } });
+      send({ kind: 'reply', reply: { kind: 'uncloneable', at: firstUncloneable(values), message } });
       return;
     }
   }
@@ -124,7 +151,7 @@ function sendDone(values: unknown[], ms: number, threw: ItemThrew[], onError: 't
     failures.push({ at, uncloneable: problem });
     return undefined;
   });
-  emit({ kind: 'reply', reply: done(kept, ms, failures) });
+  send({ kind: 'reply', reply: done(kept, ms, failures) });
 }
 
 function done(values: unknown[], ms: number, failures: readonly ItemFailure[]): ChunkReply {
@@ -137,6 +164,7 @@ function done(values: unknown[], ms: number, failures: readonly ItemFailure[]): 
 const start = workerData as Partial<ThreadStart> | null;
 if (start !== null && typeof start === 'object') {
   if (start.parmapOutput !== undefined) sendOutput(start.parmapOutput);
+  if (start.parmapChunks !== undefined) takeChunks(start.parmapChunks);
   // A thread made for one call gets its set-up with its start, and prepares it before any chunk.
   if (start.parmapSetup !== undefined) {
     const setup = decode(start.parmapSetup) as CallSetup;
@@ -159,6 +187,19 @@ function sendOutput(port: MessagePort): void {
       return true;
     }) as typeof stream.write;
   }
+  port.unref();
+}
+
+/**
+ * Chunks the main side queues on this thread while it runs another (threads only): each runs in
+ * its turn and answers on the same port, so the thread goes from one chunk straight to the next.
+ */
+function takeChunks(port: MessagePort): void {
+  port.on('message', ([key, request]: PortChunk) => {
+    const reply = (event: WorkerEvent) => port.postMessage([key, event] satisfies PortReply);
+    void inTurn(request, reply);
+  });
+  // The port must not keep an idle thread alive: workerpool decides when threads end.
   port.unref();
 }
 
