@@ -17,5 +17,5 @@ export type {
   ProgressDisplayOptions,
   ProgressInfo,
 } from './parmap/front/options.js';
-export { parmap, type SpreadOptions } from './parmap/front/parmap.js';
+export { type Parmap, parmap, type SpreadOptions } from './parmap/front/parmap.js';
 export type { ParmapResult } from './parmap/scheduler/result.js';

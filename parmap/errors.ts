@@ -13,6 +13,12 @@ export interface ParmapErrorOptions {
   readonly cause?: unknown;
 }
 
+/**
+ * How each error's message reads with its stage named, for the errors whose message names items:
+ * the stage goes right after them (`item 3 of stage 'parse'`).
+ */
+const messageInStage = new WeakMap<ParmapError, (stage: string) => string>();
+
 /** Base class of every runtime failure parmap reports. */
 export class ParmapError extends Error {
   /**
@@ -20,6 +26,11 @@ export class ParmapError extends Error {
    * `Error`, so that projects whose `lib` is older see it too.
    */
   declare cause?: unknown;
+  /**
+   * The stage of a pipeline (chained calls) whose call failed: that call's progress label, else
+   * its fn's name; the message says it too. Absent when the call has neither.
+   */
+  declare readonly stage?: string;
 
   constructor(message: string, options?: ParmapErrorOptions) {
     super(message, options);
@@ -33,11 +44,12 @@ export class ParmapTaskError extends ParmapError {
   readonly index: number;
 
   constructor(index: number, cause: unknown) {
-    super(`parmap: fn failed on item ${index}: ${describeThrown(cause)}${referenceHint(cause)}`, {
-      cause,
-    });
+    const thrown = `${describeThrown(cause)}${referenceHint(cause)}`;
+    const message = (stage: string) => `parmap: fn failed on item ${index}${stage}: ${thrown}`;
+    super(message(''), { cause });
     this.name = 'ParmapTaskError';
     this.index = index;
+    messageInStage.set(this, (stage) => message(ofStage(stage)));
   }
 }
 
@@ -77,18 +89,19 @@ export class ParmapCloneError extends ParmapError {
   readonly direction: 'item' | 'result';
 
   constructor(index: number, direction: 'item' | 'result', cause: unknown) {
-    const what =
-      direction === 'item'
-        ? `item ${index} cannot be sent to a worker`
-        : `the result of item ${index} cannot be sent back from its worker`;
-    super(
-      `parmap: ${what} (${describeThrown(cause)}). Values cross by structured clone: ` +
-        'functions, symbols, class prototypes and handles do not survive. Send plain data, or use n: 1.',
-      { cause },
-    );
+    const problem = describeThrown(cause);
+    const message = (stage: string) =>
+      `parmap: ${
+        direction === 'item'
+          ? `item ${index}${stage} cannot be sent to a worker`
+          : `the result of item ${index}${stage} cannot be sent back from its worker`
+      } (${problem}). Values cross by structured clone: ` +
+      'functions, symbols, class prototypes and handles do not survive. Send plain data, or use n: 1.';
+    super(message(''), { cause });
     this.name = 'ParmapCloneError';
     this.index = index;
     this.direction = direction;
+    messageInStage.set(this, (stage) => message(ofStage(stage)));
   }
 }
 
@@ -124,15 +137,18 @@ export class ParmapWorkerError extends ParmapError {
     details: { readonly index?: number | undefined; readonly attempts?: number; readonly after?: boolean } = {},
   ) {
     const { index, attempts = 1, after = false } = details;
-    const what = after
-      ? `after running ${describeIndices(indices)}, while idle`
-      : index === undefined
-        ? `while it held ${describeIndices(indices)}`
-        : `while running item ${index}${indices.length > 1 ? ` (it held ${describeIndices(indices)})` : ''}`;
+    const what = (stage: string) =>
+      after
+        ? `after running ${describeIndices(indices)}${stage}, while idle`
+        : index === undefined
+          ? `while it held ${describeIndices(indices)}${stage}`
+          : `while running item ${index}${stage}${indices.length > 1 ? ` (it held ${describeIndices(indices)})` : ''}`;
     const tries = attempts > 1 ? `, on each of ${attempts} tries` : '';
-    super(`parmap: a worker ${describeEnding(ending)} ${what}${tries}. ${adviceFor(ending)}`, {
-      cause: ending.uncaught,
-    });
+    const ended = describeEnding(ending);
+    const advice = adviceFor(ending);
+    const message = (stage: string) => `parmap: a worker ${ended} ${what(stage)}${tries}. ${advice}`;
+    super(message(''), { cause: ending.uncaught });
+    messageInStage.set(this, (stage) => message(ofStage(stage)));
     this.name = 'ParmapWorkerError';
     this.index = index;
     this.indices = indices;
@@ -156,14 +172,15 @@ export class ParmapTimeoutError extends ParmapError {
     const consequence = inThisThread
       ? 'with n: 1 it runs in this thread, which cannot stop it: its result is dropped'
       : 'so its worker was stopped';
-    super(
-      `parmap: item ${index} ran longer than the timeout of ${timeout} ms${attempts > 1 ? ` on each of ${attempts} tries` : ''}, ` +
-        `${consequence}. Raise \`timeout\`, or look at why this item is slow.`,
-    );
+    const message = (stage: string) =>
+      `parmap: item ${index}${stage} ran longer than the timeout of ${timeout} ms${attempts > 1 ? ` on each of ${attempts} tries` : ''}, ` +
+      `${consequence}. Raise \`timeout\`, or look at why this item is slow.`;
+    super(message(''));
     this.name = 'ParmapTimeoutError';
     this.index = index;
     this.timeout = timeout;
     this.attempts = attempts;
+    messageInStage.set(this, (stage) => message(ofStage(stage)));
   }
 }
 
@@ -194,6 +211,34 @@ export class AbortError extends ParmapError {
   constructor(reason: unknown) {
     super('parmap: the call was aborted', { cause: reason });
     this.name = 'AbortError';
+  }
+}
+
+/** How a message names the stage after an item: ` of stage 'parse'`. */
+function ofStage(stage: string): string {
+  return ` of stage '${stage}'`;
+}
+
+/**
+ * Names the stage of a pipeline that a call's own error happened in: sets its `stage` and says it
+ * in its message (`item 3 of stage 'parse'`; errors that name no item say `parmap (stage
+ * 'parse'): ...`). An error that already has a stage keeps it: one passed on from an earlier stage
+ * is never renamed by the stage that read it. Other values are left alone.
+ */
+export function nameStage(error: unknown, stage: string | undefined): void {
+  if (stage === undefined || !attempt(() => error instanceof ParmapError, false)) return;
+  const named = error as ParmapError;
+  if (named.stage !== undefined) return;
+  const before = named.message;
+  const message =
+    messageInStage.get(named)?.(stage) ?? before.replace(/^parmap: /, () => `parmap (stage '${stage}'): `);
+  Object.defineProperty(named, 'stage', { value: stage, enumerable: true, writable: true, configurable: true });
+  named.message = message;
+  // A stack read before now was formatted with the old message at its head.
+  const header = `${named.name}: ${before}`;
+  const { stack } = named;
+  if (message !== before && typeof stack === 'string' && stack.startsWith(header)) {
+    named.stack = `${named.name}: ${message}${stack.slice(header.length)}`;
   }
 }
 

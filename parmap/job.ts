@@ -5,8 +5,18 @@
 import type { FunctionFromModule, ProgressDisplayOptions, ProgressInfo } from './front/options.js';
 import type { CallShape } from './protocol.js';
 
+/**
+ * What a call makes of fn's results, on the main side: `'map'` hands them out, `'filter'` hands
+ * out the items whose result is truthy, `'flatMap'` hands out the elements of each result. fn runs
+ * the same way in workers for all three.
+ */
+export type StageKind = 'map' | 'filter' | 'flatMap';
+
 /** A call's options after checking, with defaults filled in: what the scheduler works from. */
 export interface Job {
+  readonly stage: StageKind;
+  /** The name its errors give the call: its progress label, else fn's name; `undefined` for neither. */
+  readonly stageName: string | undefined;
   readonly n: number;
   readonly inThisThread: boolean;
   readonly ordered: boolean;
@@ -15,6 +25,8 @@ export interface Job {
   readonly concurrency: number;
   /** Roughly the most bytes of items and results on their way at once. */
   readonly maxBytesInFlight: number;
+  /** The most items fed to workers and not yet taken by the caller; `undefined`: a few chunks per worker. */
+  readonly buffer: number | undefined;
   readonly shape: CallShape;
   readonly scope: Readonly<Record<string, unknown>> | undefined;
   readonly workerType: 'thread' | 'process';

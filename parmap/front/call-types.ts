@@ -1,6 +1,6 @@
 /**
- * The types that check a `parmap(fn, items, options)` call (and `pool.map`) against `fn`'s
- * parameters. No runtime code.
+ * The types that check a `parmap(fn, items, options)` call (and `parmap.filter`, `parmap.flatMap`,
+ * and the same on a pool) against `fn`'s parameters, and give its results. No runtime code.
  *
  * The signature has one type parameter per input: the item type (from `items`), `star`, `kwstar`,
  * `onError`, `args`, `context` and `kwargs` (from the options), and `Params`, fn's parameter list.
@@ -16,6 +16,8 @@
  * These types need TypeScript 5.0 or later (`const` type parameters).
  */
 import type { ParmapError } from '../errors.js';
+import type { StageKind } from '../job.js';
+import type { ParmapResult } from '../scheduler/result.js';
 import type { FunctionFromModule, ParmapOptions } from './options.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -357,3 +359,50 @@ export type CallOptions<
 export type CallResult<Result, OnError> = [OnError] extends ['return']
   ? Awaited<Result> | ParmapError
   : Awaited<Result>;
+
+/** What `filter` gives: the items themselves, and with `onError: 'return'` the errors of failed ones. */
+export type FilterResult<Item, OnError> = [OnError] extends ['return'] ? Item | ParmapError : Item;
+
+/**
+ * One element of what `flatMap` gives for a result of type `Result`: an array's element, a Map's
+ * `[key, value]` entry, a Set's value; any other result is one element itself.
+ */
+export type FlatElement<Result> =
+  Result extends ReadonlyArray<infer Element>
+    ? Element
+    : Result extends ReadonlyMap<infer Key, infer Value>
+      ? [Key, Value]
+      : Result extends ReadonlySet<infer Element>
+        ? Element
+        : Result;
+
+/** What a call of stage `Stage` gives for fn's results of type `Result` on items of type `Item`. */
+export type StageResult<Stage extends StageKind, Item, Result, OnError> = Stage extends 'filter'
+  ? FilterResult<Item, OnError>
+  : Stage extends 'flatMap'
+    ? CallResult<FlatElement<Awaited<Result>>, OnError>
+    : CallResult<Result, OnError>;
+
+/**
+ * A call of one stage (`map`, `filter` or `flatMap`), type-checked against fn's parameters, with
+ * the options `Base` (parmap's, or those of a pool's calls).
+ *
+ * @typeParam Item - An item, as `items` yields it.
+ * @typeParam Result - What `fn` returns (awaited in the results).
+ * @typeParam Params - `fn`'s parameters: from `fn` when they are annotated, otherwise what parmap passes.
+ */
+export type StageCall<Base, Stage extends StageKind> = <
+  Item,
+  Result,
+  Star extends boolean = false,
+  KwStar extends boolean = false,
+  OnError extends Exclude<ParmapOptions['onError'], undefined> = 'throw',
+  const Args extends readonly unknown[] = [],
+  Context = NotGiven,
+  Kwargs = NotGiven,
+  Params extends readonly unknown[] = ProvidedParams<Item, LayoutOf<Star, KwStar, Args, Context, Kwargs>>,
+>(
+  fn: CheckedFunction<Params, Result, LayoutOf<Star, KwStar, Args, Context, Kwargs>> | FunctionFromModule,
+  items: Items<ItemParam<Item, Params, LayoutOf<Star, KwStar, Args, Context, Kwargs>, Star>>,
+  options?: CallOptions<Base, Params, Star, KwStar, OnError, Args, Context, Kwargs>,
+) => ParmapResult<StageResult<Stage, Item, Result, OnError>>;

@@ -1,26 +1,18 @@
 /**
  * `createPool()`: workers that outlive one call. `pool.map(fn, items, options)` is `parmap` on
- * warm workers: functions are compiled once per worker and kept by source, a call's scope and
- * args reach each worker once, concurrent calls share the workers fairly, and a call that fails
- * or is aborted leaves the pool ready for the next (a crashed worker is replaced).
+ * warm workers (and `pool.filter`, `pool.flatMap` are `parmap.filter`, `parmap.flatMap`):
+ * functions are compiled once per worker and kept by source, a call's scope and args reach each
+ * worker once, concurrent calls (chained stages among them) share the workers fairly, and a call
+ * that fails or is aborted leaves the pool ready for the next (a crashed worker is replaced).
  */
 import { availableParallelism } from 'node:os';
 import { describeValue, ParmapError } from '../errors.js';
 import { WorkerHost } from '../executors/worker-host.js';
-import { LazyResult, type ParmapResult } from '../scheduler/result.js';
-import { prepareRun } from './call.js';
-import type {
-  CallOptions,
-  CallResult,
-  CheckedFunction,
-  ItemParam,
-  Items,
-  LayoutOf,
-  NotGiven,
-  ProvidedParams,
-} from './call-types.js';
-import { callerFile } from './function-code.js';
-import { type FunctionFromModule, isPlainObject, type ParmapOptions, resolveOptions } from './options.js';
+import type { StageKind } from '../job.js';
+import type { ParmapResult } from '../scheduler/result.js';
+import type { StageCall } from './call-types.js';
+import { isPlainObject, type ParmapOptions, resolveOptions } from './options.js';
+import { startCall } from './stages.js';
 
 /** Options of {@link createPool}. Every one is optional. */
 export interface PoolOptions {
@@ -38,21 +30,11 @@ export type MapOptions = Omit<ParmapOptions, 'n' | 'workerType' | 'maxMemory'>;
 /** A pool of warm workers; see {@link createPool}. */
 export interface ParmapPool {
   /** `parmap(fn, items, options)` on this pool's workers, with the same type checks. */
-  map<
-    Item,
-    Result,
-    Star extends boolean = false,
-    KwStar extends boolean = false,
-    OnError extends Exclude<MapOptions['onError'], undefined> = 'throw',
-    const Args extends readonly unknown[] = [],
-    Context = NotGiven,
-    Kwargs = NotGiven,
-    Params extends readonly unknown[] = ProvidedParams<Item, LayoutOf<Star, KwStar, Args, Context, Kwargs>>,
-  >(
-    fn: CheckedFunction<Params, Result, LayoutOf<Star, KwStar, Args, Context, Kwargs>> | FunctionFromModule,
-    items: Items<ItemParam<Item, Params, LayoutOf<Star, KwStar, Args, Context, Kwargs>, Star>>,
-    options?: CallOptions<MapOptions, Params, Star, KwStar, OnError, Args, Context, Kwargs>,
-  ): ParmapResult<CallResult<Result, OnError>>;
+  readonly map: StageCall<MapOptions, 'map'>;
+  /** `parmap.filter(fn, items, options)` on this pool's workers. */
+  readonly filter: StageCall<MapOptions, 'filter'>;
+  /** `parmap.flatMap(fn, items, options)` on this pool's workers. */
+  readonly flatMap: StageCall<MapOptions, 'flatMap'>;
   /** Stops the workers (calls still running fail). Safe to call more than once. */
   close(): Promise<void>;
   /** `await using pool = createPool()` closes it at the end of the block. */
@@ -68,18 +50,26 @@ export function createPool(options: PoolOptions = {}): ParmapPool {
   const { n, workerType, maxMemory } = checkPoolOptions(options);
   const host = new WorkerHost({ workers: n, workerType, maxMemory });
   let closed = false;
-  const pool: ParmapPool = {
-    map(fn: never, items: Iterable<unknown> | AsyncIterable<unknown>, mapOptions?: MapOptions) {
+  /** `pool.map`, `pool.filter` or `pool.flatMap`. */
+  const stage = (kind: StageKind) => {
+    const call = (fn: never, items: unknown, mapOptions?: MapOptions): ParmapResult<unknown> => {
       if (closed) throw new ParmapError('parmap: this pool is closed; create another with createPool()');
       for (const key of ['n', 'workerType', 'maxMemory'] as const) {
         if (isPlainObject(mapOptions) && key in mapOptions) {
-          throw new TypeError(`\`${key}\` belongs to the pool: set it in createPool({ ${key} }), not in pool.map()`);
+          throw new TypeError(
+            `\`${key}\` belongs to the pool: set it in createPool({ ${key} }), not in pool.${kind}()`,
+          );
         }
       }
-      const job = resolveOptions(fn, items, { ...mapOptions, n, workerType, maxMemory });
-      const run = prepareRun(fn, items, job, callerFile(pool.map), { kind: 'pool', host, workerType });
-      return new LazyResult(run, job.total);
-    },
+      const options = { ...mapOptions, n, workerType, maxMemory };
+      return startCall(kind, call, { fn, items, options }, { kind: 'pool', host, workerType });
+    };
+    return call;
+  };
+  const pool = {
+    map: stage('map'),
+    filter: stage('filter'),
+    flatMap: stage('flatMap'),
     close() {
       closed = true;
       return host.close();

@@ -4,7 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { describeValue } from '../errors.js';
-import type { Job } from '../job.js';
+import type { Job, StageKind } from '../job.js';
 import type { CallShape } from '../protocol.js';
 
 export type { CallShape };
@@ -64,6 +64,13 @@ export interface ParmapOptions {
    * memory. An item larger than this still goes, alone. Default: 32 MiB (`32 * 2 ** 20`).
    */
   readonly maxBytesInFlight?: number;
+  /**
+   * The most items that may be fed to workers and not yet taken by the caller (read from the
+   * input, running, or finished and waiting); chunks are cut no larger. It bounds the memory
+   * between chained stages: a fast stage pauses its workers while a slow one downstream catches
+   * up (Pypeline's `maxsize`, parallelpipe's `qsize`). Default: none (a few chunks per worker).
+   */
+  readonly buffer?: number;
   /** Each item is an array of positional arguments: `fn(...item, ...args)`. Default: `false`. */
   readonly star?: boolean;
   /**
@@ -141,6 +148,7 @@ const OPTION_NAMES = [
   'chunksize',
   'concurrency',
   'maxBytesInFlight',
+  'buffer',
   'star',
   'kwstar',
   'args',
@@ -163,8 +171,11 @@ export const DEFAULT_CONCURRENCY = 32;
 /** A few tens of MB: large items stream in bounded memory, small ones never meet the bound. */
 export const DEFAULT_BYTES_IN_FLIGHT = 32 * 2 ** 20;
 
-/** Checks `fn`, `items` and the options; throws a TypeError or RangeError naming the culprit. */
-export function resolveOptions(fn: unknown, items: unknown, options: unknown): Job {
+/**
+ * Checks `fn`, `items` and the options; throws a TypeError or RangeError naming the culprit.
+ * `stage`: what the call makes of fn's results (`parmap`, `parmap.filter`, `parmap.flatMap`).
+ */
+export function resolveOptions(fn: unknown, items: unknown, options: unknown, stage: StageKind = 'map'): Job {
   if (typeof fn !== 'function' && !isFunctionFromModule(fn)) {
     throw new TypeError(`Expected \`fn\` to be a function or { module, export }, got ${describeValue(fn)}`);
   }
@@ -209,6 +220,10 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown): J
     throw new RangeError(
       `Expected \`maxBytesInFlight\` to be a positive whole number of bytes, got ${describeValue(given.maxBytesInFlight)}`,
     );
+  }
+  const buffer = given.buffer;
+  if (buffer !== undefined && (!Number.isSafeInteger(buffer) || buffer < 1)) {
+    throw new RangeError(`Expected \`buffer\` to be a positive integer (items), got ${describeValue(buffer)}`);
   }
   const ordered = checkBoolean('ordered', given.ordered, true);
   const star = checkBoolean('star', given.star, false);
@@ -265,12 +280,15 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown): J
   }
   const shape: CallShape = { star, kwstar, args: [...args], kwargs: given.kwargs };
   return {
+    stage,
+    stageName: stageNameOf(fn, progress),
     n,
     inThisThread: given.n === 1,
     ordered,
     chunksize,
     concurrency,
     maxBytesInFlight,
+    buffer,
     shape,
     scope: given.scope,
     workerType,
@@ -286,6 +304,23 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown): J
     teardown: given.teardown,
     checkItem: star || kwstar ? (item, index) => checkItemShape(item, index, shape) : () => {},
   };
+}
+
+/**
+ * The name a call's errors give its stage in a pipeline: its progress label, else fn's name (a
+ * module function's export, when named), else none.
+ */
+function stageNameOf(fn: unknown, progress: Job['progress']): string | undefined {
+  const label = typeof progress === 'string' ? progress : isPlainObject(progress) ? progress.label : undefined;
+  if (typeof label === 'string' && label !== '') return label;
+  if (isFunctionFromModule(fn)) return fn.export;
+  let name: unknown;
+  try {
+    name = (fn as { readonly name?: unknown }).name;
+  } catch {
+    // A class's static `name` getter may throw; such a function is refused later anyway.
+  }
+  return typeof name === 'string' && name !== '' ? name : undefined;
 }
 
 /** `{ module, export }`: a function a worker imports. */

@@ -1,66 +1,63 @@
 /**
- * `parmap(fn, items, options)`: checks the call, prepares what workers need, and returns a lazy
- * result. Deliberately not an `async` function: awaiting it would unwrap the array and lose the
- * iterator.
+ * `parmap(fn, items, options)`, `parmap.filter` and `parmap.flatMap`: each checks the call,
+ * prepares what workers need, and returns a lazy result. Deliberately not `async` functions:
+ * awaiting one would unwrap the array and lose the iterator.
  */
-import { LazyResult, type ParmapResult } from '../scheduler/result.js';
-import { prepareRun } from './call.js';
-import type {
-  CallOptions,
-  CallResult,
-  CheckedFunction,
-  ItemParam,
-  Items,
-  LayoutOf,
-  NotGiven,
-  ProvidedParams,
-} from './call-types.js';
-import { callerFile } from './function-code.js';
-import { type FunctionFromModule, type ParmapOptions, resolveOptions } from './options.js';
-
-type Callable = ((...args: unknown[]) => unknown) | FunctionFromModule;
+import type { ParmapResult } from '../scheduler/result.js';
+import type { StageCall } from './call-types.js';
+import type { ParmapOptions } from './options.js';
+import { startCall } from './stages.js';
 
 /** Options in which `star` or `kwstar` is on: each item then holds several arguments. */
 export type SpreadOptions = ParmapOptions & ({ readonly star: true } | { readonly kwstar: true });
+
+/**
+ * {@link parmap}: a parallel `Array.prototype.map` you call, with `filter` and `flatMap` besides.
+ * Each takes `(fn, items, options)` with the same options, checks and errors, and gives a
+ * {@link ParmapResult}; any of them can be the `items` of another (stages of a pipeline).
+ */
+export interface Parmap extends StageCall<ParmapOptions, 'map'> {
+  /**
+   * Keeps the items for which `fn` returns a truthy value, like `items.filter(fn)`: the items
+   * themselves, in input order (unless `ordered: false`). With `onError: 'return'`, a failed item
+   * gives its error in its place. The result's `total` is `undefined`.
+   */
+  readonly filter: StageCall<ParmapOptions, 'filter'>;
+  /**
+   * Gives every element of each of `fn`'s results, like `items.flatMap(fn)`: an array is spread
+   * one level (holes skipped), and so are a Set (its values) and a Map (its `[key, value]`
+   * entries); any other result (a string, a typed array, an object) is one element. With
+   * `onError: 'return'`, a failed item gives its error as one element. The result's `total` is
+   * `undefined`.
+   */
+  readonly flatMap: StageCall<ParmapOptions, 'flatMap'>;
+}
 
 /**
  * Runs `fn` on every item on a pool of workers, like `items.map(fn)` on every core.
  *
  * `await parmap(fn, items)` gives the array of results in input order; `for await (const r of
  * parmap(fn, items))` streams them. `fn` travels to the workers by its source text: values it uses
- * from its surroundings must be passed with `scope`.
+ * from its surroundings must be passed with `scope`. `parmap.filter` and `parmap.flatMap` run `fn`
+ * the same way and keep items, or spread results, instead.
  *
  * The call is type-checked against `fn`'s parameters: items (spread with `star`, `[arg, kw]` with
  * `kwstar`), `args`, the `context` value and `kwargs` must fit them, and `fn` may not require more
  * arguments than it is passed (no index, unlike `Array.map`). A function from a module
  * (`{ module, export }`) is not checked, and its results are `unknown`.
  *
- * @typeParam Item - An item, as `items` yields it.
- * @typeParam Result - What `fn` returns (awaited in the results).
- * @typeParam Params - `fn`'s parameters: from `fn` when they are annotated, otherwise what parmap passes.
  * @throws TypeError or RangeError at once, before any worker starts, for a bad call.
  */
-export function parmap<
-  Item,
-  Result,
-  Star extends boolean = false,
-  KwStar extends boolean = false,
-  OnError extends Exclude<ParmapOptions['onError'], undefined> = 'throw',
-  const Args extends readonly unknown[] = [],
-  Context = NotGiven,
-  Kwargs = NotGiven,
-  Params extends readonly unknown[] = ProvidedParams<Item, LayoutOf<Star, KwStar, Args, Context, Kwargs>>,
->(
-  fn: CheckedFunction<Params, Result, LayoutOf<Star, KwStar, Args, Context, Kwargs>> | FunctionFromModule,
-  items: Items<ItemParam<Item, Params, LayoutOf<Star, KwStar, Args, Context, Kwargs>, Star>>,
-  options?: CallOptions<ParmapOptions, Params, Star, KwStar, OnError, Args, Context, Kwargs>,
-): ParmapResult<CallResult<Result, OnError>>;
-export function parmap(
-  fn: ((...args: never[]) => unknown) | FunctionFromModule,
-  items: Iterable<unknown> | AsyncIterable<unknown>,
-  options?: ParmapOptions,
-): ParmapResult<unknown> {
-  const job = resolveOptions(fn, items, options);
-  const run = prepareRun(fn as Callable, items, job, callerFile(parmap), { kind: 'own' });
-  return new LazyResult(run, job.total);
-}
+export const parmap: Parmap = Object.assign(
+  function parmap(fn: never, items: unknown, options?: ParmapOptions): ParmapResult<unknown> {
+    return startCall('map', parmap, { fn, items, options }, { kind: 'own' });
+  },
+  {
+    filter: function filter(fn: never, items: unknown, options?: ParmapOptions): ParmapResult<unknown> {
+      return startCall('filter', filter, { fn, items, options }, { kind: 'own' });
+    },
+    flatMap: function flatMap(fn: never, items: unknown, options?: ParmapOptions): ParmapResult<unknown> {
+      return startCall('flatMap', flatMap, { fn, items, options }, { kind: 'own' });
+    },
+  },
+) as Parmap;

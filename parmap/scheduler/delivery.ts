@@ -7,7 +7,12 @@
  * then at item 3 reports item 3, as `Array.map` would); a caller reading results one by one gets
  * every result before the failing item first; a caller awaiting the whole array gets the first
  * failure at once.
+ *
+ * It is also where a call's stage applies (filter, flatMap): to a chunk's results as they are handed
+ * out, since fn runs in workers the same way for every stage.
  */
+import { types } from 'node:util';
+import type { StageKind } from '../job.js';
 import type { Chunk } from './feeder.js';
 import { ReorderBuffer } from './reorder.js';
 
@@ -19,6 +24,8 @@ export interface ChunkResults {
   failures: number;
   /** Places filled so far, kept once the chunk is split (only then can a place be missing). */
   filled?: Set<number>;
+  /** Places that hold their item's error (`onError: 'return'`) rather than fn's result. */
+  failed?: Set<number>;
 }
 
 /** Puts the result (or error) of one place of a chunk. */
@@ -39,13 +46,52 @@ export interface Failure {
   readonly within?: { readonly results: ChunkResults; readonly position: number };
 }
 
+/** Results the caller gets at once, and how many input items they stand for. */
+interface Batch<R> {
+  readonly values: R[];
+  readonly inputs: number;
+}
+
 export type Delivered<R> =
-  | { readonly kind: 'results'; readonly values: R[]; readonly counted: boolean }
+  | { readonly kind: 'results'; readonly values: R[]; readonly counted: boolean; readonly inputs: number }
   | { readonly kind: 'error'; readonly error: unknown };
 
+/**
+ * What the caller gets of some results of a chunk, by the call's stage. `'map'`: the results as
+ * they are. `'filter'`: the items whose result is truthy (the items themselves, not copies back
+ * from a worker). `'flatMap'`: each result spread one level, as `Array.prototype.flatMap` does
+ * (an array's elements, holes skipped), and also a Set's values and a Map's `[key, value]`
+ * entries; anything else (a string, a typed array, an object) is one element. A place that holds
+ * its item's error (`onError: 'return'`) gives that error, as one element, in every stage.
+ */
+export function stageResults(
+  stage: StageKind,
+  items: readonly unknown[],
+  values: readonly unknown[],
+  failed: ReadonlySet<number> | undefined,
+): readonly unknown[] {
+  if (stage === 'map') return values;
+  const kept: unknown[] = [];
+  for (let place = 0; place < items.length; place++) {
+    const value = values[place];
+    if (failed?.has(place)) kept.push(value);
+    else if (stage === 'flatMap') spreadInto(kept, value);
+    else if (value) kept.push(items[place]);
+  }
+  return kept;
+}
+
+function spreadInto(kept: unknown[], value: unknown): void {
+  if (Array.isArray(value)) {
+    for (let at = 0; at < value.length; at++) if (at in value) kept.push(value[at]);
+  } else if (types.isSet(value) || types.isMap(value)) {
+    for (const element of value as Iterable<unknown>) kept.push(element);
+  } else kept.push(value);
+}
+
 export class Delivery<R> {
-  private readonly reorder = new ReorderBuffer<R[]>();
-  private readonly ready: R[][] = [];
+  private readonly reorder = new ReorderBuffer<Batch<R>>();
+  private readonly ready: Batch<R>[] = [];
   private current: Failure | undefined;
   /** The failure has been handed to the caller. */
   private delivered = false;
@@ -54,6 +100,7 @@ export class Delivery<R> {
     private readonly ordered: boolean,
     /** The caller reads results one by one (`for await`), not the whole array. */
     private readonly streaming: boolean,
+    private readonly stage: StageKind = 'map',
   ) {}
 
   get failure(): Failure | undefined {
@@ -67,13 +114,18 @@ export class Delivery<R> {
 
   /** A whole chunk finished. */
   finished(results: ChunkResults): void {
-    if (this.ordered) this.reorder.put(results.chunk.sequence, results.values as R[]);
-    else this.ready.push(results.values as R[]);
+    const { items } = results.chunk;
+    const batch = { values: this.shape(items, results.values, results.failed), inputs: items.length };
+    if (this.ordered) this.reorder.put(results.chunk.sequence, batch);
+    else this.ready.push(batch);
   }
 
-  /** Results handed out ahead of their chunk (unordered: what ran before a failing item). */
-  early(values: readonly unknown[]): void {
-    this.ready.push(values as R[]);
+  /**
+   * Results handed out ahead of their chunk (unordered: what ran before a failing item), with
+   * their items. They stand for no input items: after a failure, nothing more is fed.
+   */
+  early(items: readonly unknown[], values: readonly unknown[]): void {
+    this.ready.push({ values: this.shape(items, values, undefined), inputs: 0 });
   }
 
   /** Records a failure, unless one that comes first is already there. Whether it was recorded. */
@@ -97,14 +149,16 @@ export class Delivery<R> {
    */
   next(): Delivered<R> | undefined {
     if (this.delivered) return { kind: 'error', error: this.current?.error };
-    const values = this.takeReady();
-    if (values !== undefined) return { kind: 'results', values, counted: true };
+    const batch = this.takeReady();
+    if (batch !== undefined) return { kind: 'results', values: batch.values, counted: true, inputs: batch.inputs };
     const failure = this.current;
     if (failure === undefined || !this.due(failure)) return undefined;
     this.delivered = true;
     const { within } = failure;
     if (this.ordered && within !== undefined && within.position > 0) {
-      return { kind: 'results', values: within.results.values.slice(0, within.position) as R[], counted: false };
+      const { chunk, values, failed } = within.results;
+      const before = this.shape(chunk.items.slice(0, within.position), values.slice(0, within.position), failed);
+      return { kind: 'results', values: before, counted: false, inputs: 0 };
     }
     return { kind: 'error', error: failure.error };
   }
@@ -118,8 +172,12 @@ export class Delivery<R> {
     return failure.within !== undefined && lastPosition < failure.within.position;
   }
 
+  private shape(items: readonly unknown[], values: readonly unknown[], failed: ReadonlySet<number> | undefined): R[] {
+    return stageResults(this.stage, items, values, failed) as R[];
+  }
+
   /** Finished results the caller may have now: in order when ordered, and none past a failure. */
-  private takeReady(): R[] | undefined {
+  private takeReady(): Batch<R> | undefined {
     const failure = this.current;
     if (this.ordered) {
       const stop = failure === undefined ? undefined : (failure.sequence ?? 0);

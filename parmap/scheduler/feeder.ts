@@ -5,6 +5,10 @@
  */
 import type { ChunkSizer } from './chunking.js';
 import { checkStep, type TakenInput } from './input.js';
+import { closesAtOnce } from './result.js';
+
+/** What sizes the chunks: the run's `ChunkSizer`, or a bound on it. */
+export type ChunkSizes = Pick<ChunkSizer, 'next'>;
 
 /** Consecutive items; `start` is the input position of the first one. */
 export interface Chunk {
@@ -27,7 +31,7 @@ export interface FeederHooks {
 
 /** What every feeder works with besides its input. */
 interface FeederContext {
-  readonly sizer: ChunkSizer;
+  readonly sizer: ChunkSizes;
   /** Throws a TypeError naming the item when it has the wrong shape for the call. */
   readonly checkItem: (item: unknown, index: number) => void;
   readonly hooks: FeederHooks;
@@ -38,7 +42,7 @@ export abstract class Feeder {
   protected nextIndex = 0;
   protected finished = false;
   protected closed = false;
-  protected readonly sizer: ChunkSizer;
+  protected readonly sizer: ChunkSizes;
   protected readonly checkItem: (item: unknown, index: number) => void;
   protected readonly hooks: FeederHooks;
 
@@ -51,7 +55,7 @@ export abstract class Feeder {
   /** A feeder for a taken input; arrays are sliced rather than iterated. */
   static for(
     input: TakenInput,
-    sizer: ChunkSizer,
+    sizer: ChunkSizes,
     checkItem: (item: unknown, index: number) => void,
     hooks: FeederHooks,
   ): Feeder {
@@ -64,8 +68,12 @@ export abstract class Feeder {
   /** Submits chunks while the run has room. Call it whenever room may have appeared. */
   abstract pump(): void;
 
-  /** Stops reading and closes the input's iterator if it is not finished. */
-  abstract close(): void;
+  /**
+   * Stops reading and closes the input's iterator if it is not finished. Settles once the input
+   * is closed, when that is sure to happen (another parmap call's results: its workers stopped);
+   * at once otherwise.
+   */
+  abstract close(): Promise<void>;
 
   protected emit(items: unknown[]): void {
     const start = this.nextIndex;
@@ -117,8 +125,9 @@ class ArrayFeeder extends Feeder {
     }
   }
 
-  close(): void {
+  close(): Promise<void> {
     this.closed = true;
+    return Promise.resolve();
   }
 }
 
@@ -161,8 +170,8 @@ class IteratorFeeder extends Feeder {
     }
   }
 
-  close(): void {
-    if (this.closed) return;
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.closed = true;
     if (!this.finished) {
       try {
@@ -171,6 +180,7 @@ class IteratorFeeder extends Feeder {
         // The input's own clean-up failed; the call's outcome is already decided.
       }
     }
+    return Promise.resolve();
   }
 }
 
@@ -183,6 +193,7 @@ class AsyncIteratorFeeder extends Feeder {
   private buffer: unknown[] = [];
   private reading = false;
   private waitingForInput = false;
+  private closing: Promise<void> | undefined;
 
   constructor(
     private readonly iterator: AsyncIterator<unknown>,
@@ -239,15 +250,23 @@ class AsyncIteratorFeeder extends Feeder {
     this.dispatch();
   }
 
-  close(): void {
-    if (this.closed) return;
+  close(): Promise<void> {
+    if (this.closing !== undefined) return this.closing;
     this.closed = true;
-    if (!this.finished) {
-      // Not awaited: an async generator queues return() behind a pending next(), which a slow or
-      // endless source may never settle.
-      Promise.resolve()
-        .then(() => this.iterator.return?.())
-        .catch(() => undefined);
+    if (this.finished) {
+      this.closing = Promise.resolve();
+      return this.closing;
     }
+    const returned = Promise.resolve()
+      .then(() => this.iterator.return?.())
+      .then(
+        () => undefined,
+        () => undefined,
+      );
+    // Waited for only from an earlier stage, whose return() stops its workers and settles even
+    // while a next() is pending; an async generator queues return() behind a pending next(),
+    // which a slow or endless source may never settle.
+    this.closing = closesAtOnce(this.iterator) ? returned : Promise.resolve();
+    return this.closing;
   }
 }

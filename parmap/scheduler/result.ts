@@ -59,7 +59,8 @@ export interface ParmapResult<R> extends AsyncIterable<R>, PromiseLike<R[]> {
   readonly [Symbol.toStringTag]: string;
   /**
    * How many results the call will give (one per item), when the input or the `total` option
-   * tells; otherwise `undefined`. A chained call reads it, so its progress shows a total too.
+   * tells; otherwise `undefined`, as always for `filter` and `flatMap`, whose count is known only
+   * at the end. A chained call reads it, so its progress shows a total too.
    */
   readonly total: number | undefined;
 }
@@ -139,6 +140,14 @@ async function collect<R>(run: ChunkRun<R>, site: CallSite): Promise<R[]> {
 }
 
 const CONCAT_BATCH = 10_000;
+
+/**
+ * Whether an iterator is a parmap result's own: its `return()` closes that call (its workers
+ * stopped) and settles even while a `next()` is pending, so a call reading it can wait for it.
+ */
+export function closesAtOnce(iterator: unknown): boolean {
+  return iterator instanceof ResultIterator;
+}
 
 /**
  * Hands out one result per `next()`, straight from the current chunk, so a whole chunk costs a

@@ -8,6 +8,7 @@
 import {
   AbortError,
   isTimeoutError,
+  nameStage,
   ParmapCloneError,
   ParmapTaskError,
   ParmapWorkerError,
@@ -53,6 +54,13 @@ export class CallRun<R> implements ChunkRun<R> {
   private progress: ProgressTracker | undefined;
   /** Chunks fed and not yet taken by the caller. */
   private unconsumed = 0;
+  /**
+   * Input items fed and not yet taken by the caller, for `buffer`. Those last handed out count
+   * until the caller comes back for more: it holds them until then.
+   */
+  private unconsumedItems = 0;
+  /** Input items of the results last handed out, which the caller may still hold. */
+  private heldByCaller = 0;
   private readonly retryQueue: Task[] = [];
   private readonly running = new Map<number, RunningTask>();
   /** Where recently finished tasks were in the input (not the tasks: they hold items and results). */
@@ -81,7 +89,7 @@ export class CallRun<R> implements ChunkRun<R> {
   ) {
     const chunksInFlight = job.n * (1 + WAITING_PER_SLOT);
     this.sizer = new ChunkSizer(job.chunksize, job.n, job.total, chunkByteLimit(job.maxBytesInFlight, chunksInFlight));
-    this.delivery = new Delivery(job.ordered, streaming);
+    this.delivery = new Delivery(job.ordered, streaming, job.stage);
   }
 
   private get failure(): Failure | undefined {
@@ -94,7 +102,7 @@ export class CallRun<R> implements ChunkRun<R> {
 
   private async start(): Promise<void> {
     const { signal } = this.job;
-    if (signal?.aborted) throw new AbortError(signal.reason);
+    if (signal?.aborted) throw this.own(new AbortError(signal.reason));
     signal?.addEventListener('abort', this.onAbort, { once: true });
     this.progress = await ProgressTracker.start(this.job);
     if (this.progress !== undefined)
@@ -117,10 +125,13 @@ export class CallRun<R> implements ChunkRun<R> {
       capacityChanged: () => this.pump(),
       failed: (error) => this.fail({ error, sequence: undefined }),
     });
-    this.feeder = Feeder.for(this.input, this.sizer, this.job.checkItem, {
+    // Chunks are cut to fit in what `buffer` leaves.
+    const sizes = { next: (handedOut: number) => Math.min(this.sizer.next(handedOut), this.bufferRoom()) };
+    this.feeder = Feeder.for(this.input, sizes, this.job.checkItem, {
       hasRoom: () => this.hasRoom(),
       submit: (chunk) => this.submitChunk(chunk),
-      fail: (error, sequence) => this.fail({ error, sequence }),
+      // The input's own error (an earlier stage's, naming its stage) reaches the caller as it is.
+      fail: (error, sequence) => this.record({ error, sequence }),
       ended: () => {
         this.inputEnded = true;
         this.notify();
@@ -135,6 +146,7 @@ export class CallRun<R> implements ChunkRun<R> {
       this.retryQueue.length === 0 &&
       !this.closed &&
       this.failure === undefined &&
+      this.bufferRoom() > 0 &&
       // Per worker, not per slot: an executor that queues chunks behind running ones (threads,
       // short work) has more slots than workers, and must not read further ahead for it.
       this.unconsumed < Math.max(Math.min(capacity, this.job.n), 1) * (1 + WAITING_PER_SLOT);
@@ -144,7 +156,16 @@ export class CallRun<R> implements ChunkRun<R> {
     return open && this.running.size < capacity;
   }
 
+  /** How many more input items `buffer` lets the run feed now. */
+  private bufferRoom(): number {
+    const { buffer } = this.job;
+    return buffer === undefined ? Number.POSITIVE_INFINITY : buffer - this.unconsumedItems;
+  }
+
   async nextChunk(): Promise<R[] | undefined> {
+    // The caller is back: it is done with what it was given last.
+    this.taken(this.heldByCaller);
+    this.heldByCaller = 0;
     this.executor?.hold(true);
     try {
       return await this.waitForChunk();
@@ -171,7 +192,13 @@ export class CallRun<R> implements ChunkRun<R> {
           this.unconsumed--;
           this.pump();
         }
-        return next.values;
+        // A chunk that filter kept nothing of is not handed out: the caller waits for the next.
+        if (next.values.length > 0) {
+          this.heldByCaller = next.inputs;
+          return next.values;
+        }
+        this.taken(next.inputs);
+        continue;
       }
       if (this.failure === undefined && this.inputEnded && this.unconsumed === 0) {
         this.completed = true;
@@ -181,6 +208,13 @@ export class CallRun<R> implements ChunkRun<R> {
         this.wake = resolve;
       });
     }
+  }
+
+  /** The caller is done with `inputs` input items' results: `buffer` has room for them again. */
+  private taken(inputs: number): void {
+    if (inputs === 0) return;
+    this.unconsumedItems -= inputs;
+    this.pump();
   }
 
   /** Keeps the executor busy: tasks to run again first, then new chunks from the feeder. */
@@ -199,6 +233,7 @@ export class CallRun<R> implements ChunkRun<R> {
 
   private submitChunk(chunk: Chunk): void {
     this.unconsumed++;
+    this.unconsumedItems += chunk.items.length;
     const results: ChunkResults = { chunk, values: [], remaining: chunk.items.length, failures: 0 };
     const positions = placesOf(chunk.items.length);
     this.startTask({ id: 0, results, positions, attempts: 0, deferrals: 0, whole: true });
@@ -289,7 +324,8 @@ export class CallRun<R> implements ChunkRun<R> {
     const { results } = task;
     if (!this.job.ordered && before !== undefined && before.length > 0) {
       // Unordered, what finished before the failure is simply handed out before it.
-      this.delivery.early(before);
+      const items = task.positions.slice(0, before.length).map((position) => results.chunk.items[position]);
+      this.delivery.early(items, before);
       this.unconsumed++;
     } else if (before !== undefined && before.length > 0) {
       results.filled ??= new Set();
@@ -307,7 +343,10 @@ export class CallRun<R> implements ChunkRun<R> {
   }
 
   private placeError(task: Task, at: number, error: unknown): void {
-    fill(task.results, task.positions[at] as number, error);
+    const position = task.positions[at] as number;
+    fill(task.results, position, this.own(error));
+    task.results.failed ??= new Set();
+    task.results.failed.add(position);
     task.results.failures++;
   }
 
@@ -417,11 +456,23 @@ export class CallRun<R> implements ChunkRun<R> {
     }, period).unref();
   }
 
-  /** Records a failure (see delivery.ts for which one wins) and stops feeding. */
+  /** This call's own error names its stage: it is the one whose item failed. */
+  private own<E>(error: E): E {
+    nameStage(error, this.job.stageName);
+    return error;
+  }
+
+  /** A failure of this call's own (not its input's): its error names the stage. */
   private fail(given: Failure): void {
+    this.own(given.error);
+    this.record(given);
+  }
+
+  /** Records a failure (see delivery.ts for which one wins) and stops feeding. */
+  private record(given: Failure): void {
     if (this.closed || !this.delivery.fail(given)) return;
     const failure = this.failure as Failure;
-    this.feeder?.close();
+    void this.feeder?.close();
     // Nothing more is owed to the caller: stop the workers now.
     if (failure.sequence === undefined || !this.job.ordered) void this.executor?.close();
     this.notify();
@@ -444,10 +495,11 @@ export class CallRun<R> implements ChunkRun<R> {
     this.notify();
     clearInterval(this.watchdog);
     this.job.signal?.removeEventListener('abort', this.onAbort);
-    this.feeder?.close();
+    // An earlier stage (a parmap result as input) stops its workers along with this call's.
+    const inputClosed = this.feeder?.close();
     // A start still loading sees `closed` and makes no executor.
     await this.started?.catch(() => undefined);
-    await this.executor?.close();
+    await Promise.all([this.executor?.close(), inputClosed]);
     finishProgress(this.progress, this.completed, this.failure);
   }
 }

@@ -232,6 +232,51 @@ export async function pools(): Promise<void> {
   await pool.close();
 }
 
+export async function stages(): Promise<void> {
+  // filter gives the items themselves, whatever fn returns.
+  const even = await parmap.filter((x: number) => x % 2, numbers);
+  expectTrue<Equal<typeof even, number[]>>();
+  const longWords = await parmap.filter(async (word: string) => word.length > 3, words, { ordered: false });
+  expectTrue<Equal<typeof longWords, string[]>>();
+  const kept = await parmap.filter((count: number, text: string) => text.length > count, zipped, { star: true });
+  expectTrue<Equal<typeof kept, [count: number, text: string][]>>();
+  const withErrors = await parmap.filter((x: number) => x > 0, numbers, { onError: 'return' });
+  expectTrue<Equal<typeof withErrors, (number | ParmapError)[]>>();
+
+  // flatMap spreads arrays, Sets and Maps (entries); anything else is one element.
+  const wordsOfLines = await parmap.flatMap((line: string) => line.split(' '), words);
+  expectTrue<Equal<typeof wordsOfLines, string[]>>();
+  const fetched = await parmap.flatMap(async (x: number) => [x, String(x)] as const, numbers);
+  expectTrue<Equal<typeof fetched, (number | string)[]>>();
+  const distinct = await parmap.flatMap((word: string) => new Set(word), words);
+  expectTrue<Equal<typeof distinct, string[]>>();
+  const entries = await parmap.flatMap((word: string) => new Map([[word, word.length]]), words);
+  expectTrue<Equal<typeof entries, [string, number][]>>();
+  const bytes = Buffer.from([0]);
+  const whole = await parmap.flatMap((x: number) => (x > 0 ? Buffer.from([x]) : String(x)), numbers);
+  expectTrue<Equal<typeof whole, (typeof bytes | string)[]>>();
+  const mixed = await parmap.flatMap((x: number) => (x > 0 ? [x] : undefined), numbers);
+  expectTrue<Equal<typeof mixed, (number | undefined)[]>>();
+  const flatErrors = await parmap.flatMap((x: number) => [x], numbers, { onError: 'return' });
+  expectTrue<Equal<typeof flatErrors, (number | ParmapError)[]>>();
+
+  // Stages chain: each result is the next call's items.
+  const lines = parmap.filter((line: string) => line !== '', words, { progress: 'lines' });
+  expectTrue<Equal<typeof lines, ParmapResult<string>>>();
+  const tokens = parmap.flatMap((line) => line.split(' '), lines, { buffer: 1000 });
+  const lengths = await parmap((token) => token.length, tokens);
+  expectTrue<Equal<typeof lengths, number[]>>();
+
+  // The same on a pool, so stages share its workers.
+  const pool = createPool({ n: 2 });
+  const pooled = await pool.flatMap(
+    (x: number) => [x, x],
+    pool.filter((x: number) => x > 1, numbers),
+  );
+  expectTrue<Equal<typeof pooled, number[]>>();
+  await pool.close();
+}
+
 export async function moduleFunctions(): Promise<void> {
   const scores = await parmap({ module: new URL('./score.js', import.meta.url), export: 'score' }, words);
   expectTrue<Equal<typeof scores, unknown[]>>();

@@ -82,6 +82,30 @@ export async function results(): Promise<void> {
   return void kept;
 }
 
+export async function stages(): Promise<void> {
+  // filter and flatMap check fn as parmap does.
+  // @ts-expect-error `Target signature provides too few arguments. Expected 2 or more, but got 1`
+  await parmap.filter((x: number, i: number) => x > i, numbers);
+  // @ts-expect-error `Type 'number' is not assignable to type 'string'`
+  await parmap.flatMap((word: string) => word.split(''), [1, 2]);
+  // filter gives the items, not fn's results.
+  // @ts-expect-error `Type 'number' is not assignable to type 'boolean'`
+  const flags: boolean[] = await parmap.filter((x: number) => x > 0, numbers);
+  // flatMap gives the elements of fn's arrays.
+  // @ts-expect-error `Type 'string' is not assignable to type 'number'`
+  const counts: number[] = await parmap.flatMap((x: number) => [String(x)], numbers);
+  await parmap(
+    (x: number) => x,
+    // A filter that may give errors does not feed fn as plain items.
+    // @ts-expect-error `Type 'ParmapError' is not assignable to type 'number'`
+    parmap.filter((x: number) => x > 0, numbers, { onError: 'return' }),
+  );
+  // `buffer` is a number of items.
+  // @ts-expect-error `Type 'string' is not assignable to type 'number'`
+  await parmap((x: number) => x, numbers, { buffer: '10' });
+  return void [flags, counts];
+}
+
 export async function pools(): Promise<void> {
   const pool = createPool({ n: 2 });
   // `pool.map` checks fn as parmap does.
