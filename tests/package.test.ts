@@ -1,10 +1,11 @@
 /**
- * The package as users get it: `npm pack`, installed into an empty folder, then used from ESM,
- * from CommonJS `require`, and from TypeScript run with tsx.
+ * The package as users get it: what `npm pack` puts in it (the built code, README, LICENSE and
+ * package.json, and every file package.json points at), then the tarball installed into an empty
+ * folder and used from ESM, from CommonJS `require`, and from TypeScript run with tsx.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -22,6 +23,48 @@ function run(command: string, args: string[], cwd = folder): string {
     stdio: ['ignore', 'pipe', 'pipe'],
   }).trim();
 }
+
+/** Every file path package.json points at: `main`, `types`, `bin` and each `exports` target. */
+function pointedAt(manifest: Record<string, unknown>): string[] {
+  const paths: string[] = [];
+  const collect = (value: unknown): void => {
+    if (typeof value === 'string') paths.push(value.replace(/^\.\//, ''));
+    else if (typeof value === 'object' && value !== null) Object.values(value).forEach(collect);
+  };
+  for (const field of ['main', 'types', 'bin', 'exports']) collect(manifest[field]);
+  return paths;
+}
+
+describe('the file list of npm pack', { timeout: 60_000 }, () => {
+  let files: string[] = [];
+  before(() => {
+    const [report] = JSON.parse(run(npm, ['pack', '--dry-run', '--json', '--ignore-scripts', '--silent'], root)) as {
+      files: { path: string }[];
+    }[];
+    files = (report?.files ?? []).map((file) => file.path).sort();
+    assert.ok(files.length > 0, 'npm pack --dry-run listed no files');
+  });
+
+  it('holds the built code, README.md, LICENSE and package.json, and nothing else', () => {
+    const others = files.filter((path) => !path.startsWith('dist/'));
+    assert.deepEqual(others, ['LICENSE', 'README.md', 'package.json']);
+    const sources = files.filter((path) => /\.(ts|mts|cts)$/.test(path) && !/\.d\.ts$/.test(path));
+    assert.deepEqual(sources, [], 'TypeScript sources in the package');
+    const stray = files.filter((path) => /^dist\/(tests|bench|demo|docs|scripts)\//.test(path));
+    assert.deepEqual(stray, [], 'tests, benchmarks, demo or docs in the package');
+  });
+
+  it('holds every file package.json points at', () => {
+    const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Record<string, unknown>;
+    const pointed = pointedAt(manifest).filter((path) => path !== 'package.json');
+    assert.ok(pointed.includes('dist/parmap.js') && pointed.includes('dist/index.d.ts'));
+    assert.deepEqual(
+      pointed.filter((path) => !files.includes(path)),
+      [],
+      'paths in package.json that npm pack leaves out',
+    );
+  });
+});
 
 describe('the packed package', { timeout: 180_000 }, () => {
   before(() => {
