@@ -50,9 +50,28 @@ export class WorkerBudget {
   private readonly wanting: Lease[] = [];
   private readonly holders = new Set<Lease>();
 
+  /** Threads kept idle after their workers were lent back (see {@link keepWarm}). */
+  private warm = 0;
+
   /** The most workers all calls together may have. */
   get size(): number {
     return this.limit;
+  }
+
+  /**
+   * Whether `threads` idle threads may stay alive after their workers were lent back, in case
+   * their host gets workers again soon. No more idle threads than the budget's size are kept, so
+   * many calls lending in turn do not pile them up. Each `true` is later undone by {@link cooled}.
+   */
+  keepWarm(threads: number): boolean {
+    if (this.warm + threads > this.limit) return false;
+    this.warm += threads;
+    return true;
+  }
+
+  /** Threads kept warm are in use again, or stopped. */
+  cooled(threads: number): void {
+    this.warm = Math.max(0, this.warm - threads);
   }
 
   setSize(workers: number): void {
