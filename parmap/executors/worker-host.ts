@@ -184,7 +184,13 @@ export class WorkerHost {
     this.cool();
     this.usedLease = false;
     // Grants are told after the current step: the scheduler may be in the middle of feeding.
-    const lease = workerBudget.lease(this.options.workers, () => queueMicrotask(() => this.tellCapacity()));
+    const lease = workerBudget.lease(this.options.workers, () =>
+      queueMicrotask(() => {
+        this.tellCapacity();
+        // Granted while its callers had stopped reading: nothing was sent, and others may wait.
+        this.lendIfIdle();
+      }),
+    );
     lease.onPressure = () => {
       this.applyHold();
       this.lendIfIdle();
@@ -204,10 +210,11 @@ export class WorkerHost {
    * and starting threads again each turn made such a chain six times slower than one pool.
    */
   private lendIfIdle(): void {
-    // A grant is used at least once before it can be lent: turns, not churn.
-    if (this.lease === undefined || !this.usedLease || this.inFlight.size > 0 || !workerBudget.hasStarvedLease) {
-      return;
-    }
+    if (this.lease === undefined || this.inFlight.size > 0 || !workerBudget.hasStarvedLease) return;
+    // A grant is used at least once before it can be lent (turns, not churn), unless nobody waits
+    // for this host's results: its calls then cannot use it (their callers have stopped reading,
+    // often because they wait for workers themselves), and keeping it would starve those callers.
+    if (!this.usedLease && this.held) return;
     this.lease.release();
     this.lease = undefined;
     if (workerBudget.keepWarm(this.handles.size)) {
