@@ -3,6 +3,7 @@ export {
   AbortError,
   ParmapCloneError,
   ParmapError,
+  ParmapGroupError,
   ParmapScopeError,
   ParmapTaskError,
   ParmapTimeoutError,
@@ -18,4 +19,14 @@ export type {
   ProgressInfo,
 } from './parmap/front/options.js';
 export { type Parmap, parmap, type SpreadOptions } from './parmap/front/parmap.js';
+export type {
+  GroupOptions,
+  PairSource,
+  Pipeline,
+  PipelineOptions,
+  PipelineProgress,
+  ReduceOptions,
+  StepOptions,
+  StepProgress,
+} from './parmap/front/pipeline.js';
 export type { ParmapResult } from './parmap/scheduler/result.js';

@@ -214,6 +214,25 @@ export class AbortError extends ParmapError {
   }
 }
 
+/**
+ * A `groupByKey` or `reduceByKey` step of a pipeline could not take its input: an item is not a
+ * `[key, value]` pair (`index` says which), or groupByKey would hold more values than its limit
+ * (`limit` says how many it may).
+ */
+export class ParmapGroupError extends ParmapError {
+  /** The position, in the step's input, of the item that is not a pair. */
+  readonly index: number | undefined;
+  /** The most values the step may hold, when that is what it ran into. */
+  readonly limit: number | undefined;
+
+  constructor(detail: string, where: { readonly index?: number; readonly limit?: number }) {
+    super(`parmap: ${detail}`);
+    this.name = 'ParmapGroupError';
+    this.index = where.index;
+    this.limit = where.limit;
+  }
+}
+
 /** How a message names the stage after an item: ` of stage 'parse'`. */
 function ofStage(stage: string): string {
   return ` of stage '${stage}'`;

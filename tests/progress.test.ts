@@ -111,6 +111,7 @@ describe('progress line format', () => {
   it('shows escape sequences and other control characters in a label instead of sending them', () => {
     const label = 'evil\u001b[2J\u001b]0;title\u0007\nnext\u202eline';
     const line = formatLine(label, { done: 1, total: 2, failed: 0, rate: 1, elapsed: 1, eta: 1 });
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
     assert.doesNotMatch(line, /[\u0000-\u001f\u007f-\u009f\u202e]/);
     assert.ok(line.startsWith('evil\\u001b[2J\\u001b]0;title\\u0007\\u000anext\\u202eline  '), line);
     assert.equal(printableLabel('photos: 2024 ✓ résumé'), 'photos: 2024 ✓ résumé');

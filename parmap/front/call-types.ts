@@ -19,6 +19,7 @@ import type { ParmapError } from '../errors.js';
 import type { StageKind } from '../job.js';
 import type { ParmapResult } from '../scheduler/result.js';
 import type { FunctionFromModule, ParmapOptions } from './options.js';
+import type { Pipeline, StepOptions } from './pipeline.js';
 
 // ---------------------------------------------------------------------------------------------
 // Inference helpers
@@ -406,3 +407,32 @@ export type StageCall<Base, Stage extends StageKind> = <
   items: Items<ItemParam<Item, Params, LayoutOf<Star, KwStar, Args, Context, Kwargs>, Star>>,
   options?: CallOptions<Base, Params, Star, KwStar, OnError, Args, Context, Kwargs>,
 ) => ParmapResult<StageResult<Stage, Item, Result, OnError>>;
+
+/**
+ * What a pipeline step reads: a chain of items of type `T`. Checked against the chain a step is
+ * called on (its `this`), so an annotated fn whose parameter does not take the chain's items is an
+ * error at the step.
+ */
+export interface StepInput<T> {
+  [Symbol.asyncIterator](): AsyncIterator<T>;
+}
+
+/**
+ * A `map`, `filter` or `flatMap` step of a {@link Pipeline} whose items are `Item`: the same
+ * checks as {@link StageCall}, with the chain's items in place of `items`, and a chain of the
+ * step's results in place of a result.
+ */
+export type StepCall<Item, Stage extends StageKind> = <
+  Result,
+  Star extends boolean = false,
+  KwStar extends boolean = false,
+  OnError extends Exclude<ParmapOptions['onError'], undefined> = 'throw',
+  const Args extends readonly unknown[] = [],
+  Context = NotGiven,
+  Kwargs = NotGiven,
+  Params extends readonly unknown[] = ProvidedParams<Item, LayoutOf<Star, KwStar, Args, Context, Kwargs>>,
+>(
+  this: StepInput<NotInferred<ItemSlot<Params, LayoutOf<Star, KwStar, Args, Context, Kwargs>>>>,
+  fn: CheckedFunction<Params, Result, LayoutOf<Star, KwStar, Args, Context, Kwargs>> | FunctionFromModule,
+  options?: CallOptions<StepOptions, Params, Star, KwStar, OnError, Args, Context, Kwargs>,
+) => Pipeline<StageResult<Stage, Item, Result, OnError>>;

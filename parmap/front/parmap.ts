@@ -6,6 +6,7 @@
 import type { ParmapResult } from '../scheduler/result.js';
 import type { StageCall } from './call-types.js';
 import type { ParmapOptions } from './options.js';
+import { pipeline } from './pipeline.js';
 import { startCall } from './stages.js';
 
 /** Options in which `star` or `kwstar` is on: each item then holds several arguments. */
@@ -31,6 +32,12 @@ export interface Parmap extends StageCall<ParmapOptions, 'map'> {
    * `undefined`.
    */
   readonly flatMap: StageCall<ParmapOptions, 'flatMap'>;
+  /**
+   * Starts a chain of steps over `items`: `.map`, `.filter`, `.flatMap` on workers (one set for
+   * the whole chain), `.groupByKey()`, `.reduceByKey(fn)` in this thread, then `.collect()` or
+   * `for await`; see {@link pipeline}.
+   */
+  readonly pipeline: typeof pipeline;
 }
 
 /**
@@ -59,5 +66,6 @@ export const parmap: Parmap = Object.assign(
     flatMap: function flatMap(fn: never, items: unknown, options?: ParmapOptions): ParmapResult<unknown> {
       return startCall('flatMap', flatMap, { fn, items, options }, { kind: 'own' });
     },
+    pipeline,
   },
 ) as Parmap;

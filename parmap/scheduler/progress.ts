@@ -3,8 +3,12 @@
  * an ora spinner line updates in place, about ten times a second; several calls at once (chained
  * stages) share one block of lines. Elsewhere (a pipe, a log file, CI) a plain line is printed at
  * growing intervals, so a long run stays a short log. A callback receives the counts instead.
+ *
+ * A pipeline's steps share one {@link PipelineBoard}: each step's call draws into its own row
+ * (through a stand-in stream that names the row), and the board shows every row at once.
  */
 import type { ProgressInfo } from '../front/options.js';
+import type { PipelineProgress, StepProgress } from '../front/pipeline.js';
 import type { Job } from '../job.js';
 import { isThenable } from '../worker/invoke.js';
 
@@ -107,6 +111,12 @@ interface StageDisplay {
 interface Stage {
   readonly label: string;
   readonly read: () => ProgressInfo;
+  readonly options: StageOptions;
+}
+
+interface StageOptions {
+  /** Off a terminal, a line now and then while it runs (a pipeline's rows print only at the end). Default: true. */
+  readonly periodic?: boolean;
 }
 
 /** Whether the stream is a terminal that can redraw a line in place. */
@@ -125,7 +135,14 @@ export function isLiveTerminal(stream: ProgressStream): boolean {
 
 const boards = new Map<ProgressStream, Board>();
 
-function boardFor(stream: ProgressStream): Board {
+/** What a call's progress draws on: a stream's board, or one row of a pipeline's board. */
+interface BoardLike {
+  add(label: string, read: () => ProgressInfo, options?: StageOptions): StageDisplay;
+}
+
+function boardFor(stream: ProgressStream): BoardLike {
+  const row = rowsBySink.get(stream);
+  if (row !== undefined) return row;
   let board = boards.get(stream);
   if (board === undefined) {
     board = isLiveTerminal(stream) ? new LiveBoard(stream) : new PlainBoard(stream);
@@ -134,13 +151,13 @@ function boardFor(stream: ProgressStream): Board {
   return board;
 }
 
-abstract class Board {
+abstract class Board implements BoardLike {
   protected readonly stages = new Set<Stage>();
 
   constructor(protected readonly stream: ProgressStream) {}
 
-  add(label: string, read: () => ProgressInfo): StageDisplay {
-    const stage: Stage = { label, read };
+  add(label: string, read: () => ProgressInfo, options: StageOptions = {}): StageDisplay {
+    const stage: Stage = { label, read, options };
     this.stages.add(stage);
     this.started(stage);
     return {
@@ -257,7 +274,7 @@ class PlainBoard extends Board {
   private readonly timers = new Map<Stage, NodeJS.Timeout>();
 
   protected started(stage: Stage): void {
-    this.schedule(stage, FIRST_PLAIN_LINE_MS);
+    if (stage.options.periodic !== false) this.schedule(stage, FIRST_PLAIN_LINE_MS);
   }
 
   private schedule(stage: Stage, delay: number): void {
@@ -287,18 +304,25 @@ const SHOW_CURSOR = '\u001b[?25h';
  */
 export function printableLabel(label: string): string {
   return label.replace(
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
     /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
     (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
 }
 
+/** A pipeline step's figures without its label: what one row of its board draws. */
+type StepFigures = Omit<StepProgress, 'label'>;
+
 /**
  * One progress line: `parmap  61,440/100,000  61%  12,030 it/s  elapsed 0:05  ETA 0:03`. With an
  * ending, the summary: counts, rate, total time, and how it ended when not done.
  */
-export function formatLine(label: string, progress: ProgressInfo, ending?: Ending): string {
+export function formatLine(label: string, progress: ProgressInfo | StepFigures, ending?: Ending): string {
   const { done, total, failed, rate, elapsed, eta } = progress;
   const parts = [printableLabel(label)];
+  if ('buffered' in progress && progress.buffered !== undefined && ending === undefined) {
+    parts.push(`buf ${count(progress.buffered)}${progress.buffer === undefined ? '' : `/${count(progress.buffer)}`}`);
+  }
   if (total === undefined) parts.push(count(done));
   else {
     parts.push(`${count(done)}/${count(total)}`);
@@ -327,4 +351,127 @@ export function clock(seconds: number): string {
   const m = Math.floor((whole % 3600) / 60);
   const s = String(whole % 60).padStart(2, '0');
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
+}
+
+/** A stand-in stream for each row of a pipeline's board: a step's call given it draws in that row. */
+const rowsBySink = new WeakMap<ProgressStream, BoardRow>();
+
+/** What a pipeline's `progress` option asks for. */
+export type BoardOutput =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'callback'; readonly callback: (progress: PipelineProgress) => unknown }
+  | { readonly kind: 'display'; readonly stream: ProgressStream };
+
+/**
+ * One step's row: its call's counts (from the call's own tracker, attached when the call starts),
+ * and what waits in front of it: items read from its input and not yet finished (counted by the
+ * pipeline as it hands them over), or the values a keyed step holds.
+ */
+export class BoardRow implements BoardLike {
+  /** Items the step has read from its input, when the pipeline counts them. */
+  taken: number | undefined;
+  /** What a keyed step holds now (values or keys), read in place of `taken - done`. */
+  held: (() => number) | undefined;
+  /** How the step's call ended, once it has. */
+  ending: Ending | undefined;
+  /** The stream to pass as the step's `progress.stream`. */
+  readonly sink: { write(text: string): unknown } = { write: () => true };
+  private read: (() => ProgressInfo) | undefined;
+  private final: ProgressInfo | undefined;
+
+  constructor(
+    readonly label: string,
+    /** The bound on what waits: the step's `buffer`, or groupByKey's limit. */
+    readonly buffer: number | undefined,
+  ) {
+    rowsBySink.set(this.sink, this);
+  }
+
+  add(_label: string, read: () => ProgressInfo): StageDisplay {
+    this.read = read;
+    return {
+      finish: (ending) => {
+        // The tracker's clock runs on after its call: keep the figures it ended with.
+        this.final ??= read();
+        this.ending ??= ending;
+      },
+    };
+  }
+
+  /** The step's figures now (zeros before its call starts). */
+  figures(): StepProgress {
+    const info = this.final ?? this.read?.() ?? NOT_STARTED;
+    const buffered = this.held?.() ?? (this.taken === undefined ? undefined : Math.max(0, this.taken - info.done));
+    return { label: this.label, ...info, buffered, buffer: this.buffer };
+  }
+}
+
+const NOT_STARTED: ProgressInfo = { done: 0, total: undefined, failed: 0, rate: 0, elapsed: 0, eta: undefined };
+
+/**
+ * A pipeline's board: one row per step, all shown at once. On a terminal they join the stream's
+ * live block (redrawn in place with any other call's lines) until the pipeline ends; elsewhere
+ * nothing prints while it runs, then one summary line per step. A callback receives every row's
+ * figures in one object instead, at most ten times a second and once at the end.
+ */
+export class PipelineBoard {
+  private readonly displays: StageDisplay[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private ended = false;
+  /** Where a callback's failure goes: the pipeline fails with it. */
+  onCallbackFailure: (error: unknown) => void = () => {};
+
+  constructor(
+    readonly rows: readonly BoardRow[],
+    private readonly output: BoardOutput,
+  ) {}
+
+  /** Whether anything shows the rows (so the pipeline counts what waits between steps). */
+  get shown(): boolean {
+    return this.output.kind !== 'none';
+  }
+
+  /** Starts drawing. Loads ora only when a terminal will show the rows. */
+  async show(): Promise<void> {
+    const { output } = this;
+    if (output.kind === 'callback') {
+      this.timer = setInterval(() => this.report(), REDRAW_MS).unref();
+      return;
+    }
+    if (output.kind !== 'display') return;
+    if (isLiveTerminal(output.stream)) oraModule ??= await import('ora');
+    if (this.ended) return;
+    const board = boardFor(output.stream);
+    const width = Math.max(...this.rows.map((row) => printableLabel(row.label).length));
+    for (const row of this.rows) {
+      const label = row.label + ' '.repeat(width - printableLabel(row.label).length);
+      this.displays.push(board.add(label, () => row.figures(), { periodic: false }));
+    }
+  }
+
+  /** The last report: each row ends as its call did (else as the pipeline did). Safe to call twice. */
+  finish(ending: Ending): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearInterval(this.timer);
+    try {
+      if (this.output.kind === 'callback') this.report();
+    } finally {
+      this.displays.forEach((display, i) => {
+        display.finish(this.rows[i]?.ending ?? ending);
+      });
+    }
+  }
+
+  private report(): void {
+    const { output } = this;
+    if (output.kind !== 'callback') return;
+    try {
+      const returned = output.callback({ steps: this.rows.map((row) => row.figures()) });
+      if (isThenable(returned)) Promise.resolve(returned).catch((error: unknown) => this.onCallbackFailure(error));
+    } catch (error) {
+      if (this.ended) throw error;
+      this.onCallbackFailure(error);
+    }
+  }
 }

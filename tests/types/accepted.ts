@@ -287,3 +287,46 @@ export async function moduleFunctions(): Promise<void> {
   expectTrue<Equal<typeof pooled, unknown[]>>();
   await pool.close();
 }
+
+export async function pipelines(): Promise<void> {
+  // Each step's result type flows into the next; groupByKey and reduceByKey need pairs.
+  const counts = await parmap
+    .pipeline(words, { n: 2, buffer: 64 })
+    .flatMap((line) => line.split(' '))
+    .map((word) => [word, 1] as [string, number], { label: 'pair' })
+    .reduceByKey((acc, one) => acc + one)
+    .collect();
+  expectTrue<Equal<typeof counts, [string, number][]>>();
+
+  const grouped = parmap
+    .pipeline(numbers)
+    .map((x): [boolean, number] => [x % 2 === 0, x])
+    .groupByKey({ maxItems: 10 });
+  for await (const group of grouped) expectTrue<Equal<typeof group, [boolean, number[]]>>();
+
+  // An annotated fn that takes the chain's items; reduceByKey with its own accumulator.
+  const lengths = await parmap
+    .pipeline(words)
+    .map((word: string) => [word.length, word] as const)
+    .reduceByKey((list: string[], word) => [...list, word], { initial: () => [] as string[] })
+    .collect();
+  expectTrue<Equal<typeof lengths, [number, string[]][]>>();
+
+  // filter keeps the items; onError: 'return' puts errors in their place.
+  const kept = await parmap
+    .pipeline(numbers)
+    .filter((x) => x > 1)
+    .map((x) => x * 2, { onError: 'return' })
+    .collect();
+  expectTrue<Equal<typeof kept, (number | ParmapError)[]>>();
+
+  // The callback receives every step's figures.
+  await parmap
+    .pipeline(numbers, {
+      progress: ({ steps }) => {
+        for (const step of steps) expectTrue<Equal<typeof step.buffered, number | undefined>>();
+      },
+    })
+    .map((x) => x)
+    .collect();
+}

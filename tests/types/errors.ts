@@ -116,3 +116,24 @@ export async function pools(): Promise<void> {
   await pool.map((x: number) => x, numbers, { n: 2 });
   await pool.close();
 }
+
+export async function pipelineMistakes(): Promise<void> {
+  // A step's fn that does not take the chain's items.
+  // @ts-expect-error `Type 'number' is not assignable to type 'string'`
+  parmap.pipeline(numbers).map((word: string) => word.length);
+  // groupByKey needs [key, value] pairs.
+  // @ts-expect-error `Type 'number' is not assignable to type 'readonly [unknown, unknown]'`
+  parmap.pipeline(numbers).groupByKey();
+  // reduceByKey's fn folds values of the pairs' value type.
+  // @ts-expect-error `Type 'number' is not assignable to type 'string'`
+  parmap
+    .pipeline(numbers)
+    .map((x): [number, number] => [x, x])
+    .reduceByKey((acc: string, value: string) => acc + value);
+  // `n` belongs to the chain, not to one step.
+  // @ts-expect-error `'n' does not exist in type`
+  parmap.pipeline(numbers).map((x) => x, { n: 2 });
+  // So does `progress`.
+  // @ts-expect-error `'progress' does not exist in type`
+  parmap.pipeline(numbers).map((x) => x, { progress: true });
+}
