@@ -285,7 +285,10 @@ describe('progress callback', () => {
 function inTerminal(argument: string): { status: number | null; output: string } {
   const program = fileURLToPath(new URL('./fixtures/interrupted-progress.mjs', import.meta.url));
   const command = `stty cols 100 rows 30; ${JSON.stringify(process.execPath)} ${JSON.stringify(program)} ${argument}`;
+  // Under CI (the variable set), every stream counts as plain: the terminal here is real.
+  const { CI: _ci, ...env } = process.env;
   const run = spawnSync('script', ['-qec', command, '/dev/null'], {
+    env,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
     timeout: 30_000,
