@@ -343,8 +343,10 @@ export class WorkerHost {
     for (const chunk of this.inFlight) {
       const { progress } = chunk.request;
       if (progress === undefined || chunk.sentAt === undefined || now - chunk.sentAt < TAKE_BACK_AFTER_MS) continue;
-      // Not on a thread yet (workerpool holds it until one is free), or started: nothing to do.
-      if (Atomics.load(progress, 1) === 0 || Atomics.load(progress, 0) > 0) continue;
+      // A task workerpool holds until a thread is free is on no thread yet; a queued chunk is on
+      // its thread's port even while that thread, blocked in a synchronous call, has not read it.
+      const onThread = chunk.queued === true || Atomics.load(progress, 1) !== 0;
+      if (!onThread || Atomics.load(progress, 0) > 0) continue;
       if (Atomics.compareExchange(progress, 2, 0, 1) !== 0) continue;
       const worker = this.workerOf(chunk);
       if (worker !== undefined) this.stalled.add(worker);
