@@ -4,7 +4,7 @@
  * granted worker is free, so workerpool never queues a chunk of ours. A host serves one call
  * (`parmap`) or many (`createPool`), each call through a {@link CallChannel} of its own.
  */
-import type { MessagePort } from 'node:worker_threads';
+import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import type { ChunkReply, ChunkRequest, PortChunk, PortReply, WorkerEvent } from '../protocol.js';
 import { RUN_CHUNK } from '../protocol.js';
 import { transferList } from '../transfer.js';
@@ -541,6 +541,13 @@ export class WorkerHost {
       port.unref();
     }
     handle.onEnd((ending) => {
+      // Replies the thread sent on its port before it ended may not have been read yet: a chunk
+      // it finished is not lost with it.
+      if (port !== undefined) {
+        for (let message = receiveMessageOnPort(port); message !== undefined; message = receiveMessageOnPort(port)) {
+          this.onQueuedEvent(message.message as PortReply);
+        }
+      }
       const last = this.lastChunk.get(handle);
       const running = [...this.inFlight].some((chunk) => this.workerOf(chunk) === handle);
       this.loseQueued(handle);
