@@ -281,7 +281,9 @@ describe('queueing: taking back a chunk that waits behind a slow one', () => {
     it(`ordered: false gets a chunk queued behind an item blocked in Atomics.wait from elsewhere (chunksize ${chunksize})`, {
       timeout: 60_000,
     }, async () => {
+      resetCounts();
       await blockedRun({ chunksize, blocker: 0, count: 300, sync: true });
+      assert.ok(counts.takenBack > 0, 'a chunk queued behind the blocker was taken back');
     });
   }
 });
@@ -436,12 +438,12 @@ describe('queueing: pools', () => {
 describe('queueing: threads that end with chunks queued on them', () => {
   it('a thread that exits: the error names the item, and the chunks queued on it run again', async () => {
     // Item 300 exits once the caller has seen every result before it: the replies of the chunks its
-    // thread ran before are then in (see the todo test below for when they are not).
+    // thread ran before are then in (see the test below on the chunk port's last replies).
     const outcome = await report(`
       const fn = (x, gate, times, once) => {
         Atomics.add(times, x, 1);
         if (x === 300 && !(once && Atomics.load(times, x) > 1)) {
-          Atomics.wait(gate, 0, 0, 5_000);
+          Atomics.wait(gate, 0, 0, 2_000);
           process.exit(7);
         }
         return x * 2;
@@ -550,6 +552,42 @@ describe('queueing: threads that end with chunks queued on them', () => {
     assert.deepEqual(outcome.notOnce, [], 'items run more than once');
   });
 
+  it('a call that ends because a thread exited while running a queued chunk leaves no timer behind', async () => {
+    const outcome = await report(`
+        const fn = (x, gate) => {
+          if (x === 300) { Atomics.wait(gate, 0, 0, 2_000); process.exit(7) }
+          return x;
+        };
+        const lingering = [];
+        for (let round = 0; round < 6 && lingering.length === 0; round++) {
+          const gate = new Int32Array(new SharedArrayBuffer(4));
+          let before = 0;
+          let error;
+          try {
+            for await (const value of parmap(fn, range(600), { n: 2, chunksize: 1, ordered: false, args: [gate] })) {
+              if (value < 300 && ++before === 300) { Atomics.store(gate, 0, 1); Atomics.notify(gate, 0); }
+            }
+          } catch (e) {
+            error = e;
+          }
+          if (error?.index !== 300) throw new Error('unexpected outcome: ' + error);
+          // The call is over: its workers end within milliseconds, and no timer should stay. (Immediates,
+          // not timers, to wait: they are not what is counted.)
+          const end = performance.now() + 600;
+          let timers;
+          do {
+            await new Promise((resolve) => setImmediate(resolve));
+            timers = process.getActiveResourcesInfo().filter((type) => type === 'Timeout').length;
+          } while (timers > 0 && performance.now() < end);
+          if (timers > 0) lingering.push(round);
+        }
+        console.log(JSON.stringify({ lingering, queued: queued() > 0 }));
+        // Measured: the process need not wait for what lingers.
+        process.exit(0);
+      `);
+    assert.deepEqual(outcome, { lingering: [], queued: true });
+  });
+
   it('a timer that throws while its item awaits: the error names that item, queued chunks run again', async () => {
     const outcome = await report(`
       const fn = async (x, times) => {
@@ -628,6 +666,40 @@ describe('queueing: threads that end with chunks queued on them', () => {
       sync: timedOut,
       async: timedOut,
       thrown: { name: 'ParmapTimeoutError', index: 150 },
+      queued: true,
+    });
+  });
+});
+
+describe('queueing: pipelines', () => {
+  it('steps share the threads, each queuing only behind its own chunks; results and errors name the right step and item', async () => {
+    const outcome = await report(`
+      const out = {};
+      for (const ordered of [true, false]) {
+        const results = await parmap.pipeline(range(3000), { n: 2, ordered, buffer: 400 })
+          .map((x) => x * 3, { chunksize: 1 })
+          .filter((x) => x % 2 === 0)
+          .flatMap((x) => [x, -x], { chunksize: 7 })
+          .map((x) => x + 1)
+          .collect();
+        const expected = range(3000).map((x) => x * 3).filter((x) => x % 2 === 0).flatMap((x) => [x, -x]).map((x) => x + 1);
+        const sort = (values) => [...values].sort((a, b) => a - b);
+        out[ordered ? 'ordered' : 'unordered'] =
+          JSON.stringify(ordered ? results : sort(results)) === JSON.stringify(ordered ? expected : sort(expected));
+      }
+      const error = await parmap.pipeline(range(3000), { n: 2 })
+        .map((x) => x + 1, { chunksize: 1 })
+        .map((x) => { if (x === 1500) process.exit(9); return x }, { chunksize: 1, label: 'second' })
+        .collect()
+        .catch((e) => e);
+      out.error = { name: error.name, index: error.index, exitCode: error.exitCode, stage: error.stage };
+      out.queued = queued() > 0;
+      console.log(JSON.stringify(out));
+    `);
+    assert.deepEqual(outcome, {
+      ordered: true,
+      unordered: true,
+      error: { name: 'ParmapWorkerError', index: 1499, exitCode: 9, stage: 'second' },
       queued: true,
     });
   });
@@ -732,7 +804,6 @@ describe('queueing: calls that end early while chunks are queued', () => {
         for await (const _ of pool.map(fn, endless(-2), { chunksize: 1, context, teardown, scope: { file } })) if (++seen === 1500) break;
       }
       const beforeClose = lines().filter((l) => !l.startsWith('open ')).length;
-      const opened = existsSync(file) ? 0 : 0;
       await pool.close();
       out.pool = 'released before close: ' + beforeClose;
       out.queued = queued() > 0;

@@ -541,16 +541,21 @@ export class WorkerHost {
       port.unref();
     }
     handle.onEnd((ending) => {
-      // Replies the thread sent on its port before it ended may not have been read yet: a chunk
-      // it finished is not lost with it.
-      if (port !== undefined) {
-        for (let message = receiveMessageOnPort(port); message !== undefined; message = receiveMessageOnPort(port)) {
-          this.onQueuedEvent(message.message as PortReply);
-        }
-      }
       const last = this.lastChunk.get(handle);
       const running = [...this.inFlight].some((chunk) => this.workerOf(chunk) === handle);
-      this.loseQueued(handle);
+      // Settled after the end's own event: settling can close the call, and workerpool must have
+      // seen the exit by then, or closing waits its whole termination timeout for an exit that
+      // has already happened.
+      queueMicrotask(() => {
+        // Replies the thread sent on its port before it ended may not have been read yet: a chunk
+        // it finished is not lost with it.
+        if (port !== undefined) {
+          for (let message = receiveMessageOnPort(port); message !== undefined; message = receiveMessageOnPort(port)) {
+            this.onQueuedEvent(message.message as PortReply);
+          }
+        }
+        this.loseQueued(handle);
+      });
       if (!running && !handle.stoppedByUs && !this.closed && last !== undefined) {
         // Told after the current event: the call may still be taking in that chunk's reply.
         queueMicrotask(() => last.channel.idleWorkerDied(last.id, ending));
