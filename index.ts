@@ -4,6 +4,7 @@ export {
   ParmapCloneError,
   ParmapError,
   ParmapGroupError,
+  ParmapRemoteError,
   ParmapScopeError,
   ParmapTaskError,
   ParmapTimeoutError,

@@ -215,6 +215,18 @@ export class AbortError extends ParmapError {
 }
 
 /**
+ * Remote workers (`backend: { redis }`) could not run the call: Redis cannot be reached, no
+ * worker serves the call within `waitForWorkers`, or a worker refused its chunks (a secret that
+ * differs). The message says which, and what to do.
+ */
+export class ParmapRemoteError extends ParmapError {
+  constructor(message: string, options?: ParmapErrorOptions) {
+    super(`parmap: ${message}`, options);
+    this.name = 'ParmapRemoteError';
+  }
+}
+
+/**
  * A `groupByKey` or `reduceByKey` step of a pipeline could not take its input: an item is not a
  * `[key, value]` pair (`index` says which), or groupByKey would hold more values than its limit
  * (`limit` says how many it may).

@@ -2,6 +2,7 @@
  * A call turned into a plain description, made once by the front (where every check happens) and
  * read by the scheduler and the executors.
  */
+import type { RemoteJob } from './front/backend.js';
 import type { FunctionFromModule, ProgressDisplayOptions, ProgressInfo } from './front/options.js';
 import type { CallShape } from './protocol.js';
 
@@ -41,6 +42,8 @@ export interface Job {
   readonly maxMemory: number | undefined;
   readonly context: (() => unknown) | FunctionFromModule | undefined;
   readonly teardown: ((value: never) => unknown) | FunctionFromModule | undefined;
+  /** Where chunks run when not on this process's workers: `parmap worker` processes, through Redis. */
+  readonly remote: RemoteJob | undefined;
   /** Throws a TypeError naming the item when it has the wrong shape for `star` / `kwstar`. */
   readonly checkItem: (item: unknown, index: number) => void;
 }

@@ -143,3 +143,68 @@ export type ThreadOutput = readonly [stream: 'stdout' | 'stderr', text: string];
 
 /** The worker-side method names, shared so a rename cannot miss one side. */
 export const RUN_CHUNK = 'runChunk';
+
+// Remote workers (`backend: { redis }`): between a caller and `parmap worker` processes, through
+// Redis. BullMQ keeps job data and return values as JSON, so bytes travel as base64 text; every
+// payload is signed (see `executors/remote-wire.ts`).
+
+/** A call as workers find it: the fields of its record in Redis. */
+export interface RemoteCallRecord {
+  /** The encoded {@link CallSetup} (V8 bytes, base64). */
+  readonly setup: string;
+  /** The SHA-256 of the set-up's bytes (hex): chunks refer to it. */
+  readonly hash: string;
+  readonly signature: string;
+  readonly workerType: 'thread' | 'process';
+  /** Milliseconds, or '' for none: the worker stops an item that runs longer. */
+  readonly timeout: string;
+  /** MB, or '' for none. */
+  readonly maxMemory: string;
+}
+
+/** One chunk: a job of the call's queue. */
+export interface RemoteChunkJob {
+  /** The set-up it runs with ({@link RemoteCallRecord.hash}). */
+  readonly setup: string;
+  /** The input index of its first item. */
+  readonly start: number;
+  /** The items (V8 bytes, base64). */
+  readonly items: string;
+  readonly signature: string;
+}
+
+/** What a worker returns for a chunk: a {@link RemoteOutcome} as V8 bytes (base64), signed. */
+export interface RemoteChunkResult {
+  readonly outcome: string;
+  readonly signature: string;
+}
+
+/** What became of a chunk on a remote worker, as it crosses back: errors as reports. */
+export type RemoteOutcome =
+  | {
+      readonly kind: 'done';
+      readonly values: unknown[];
+      readonly ms: number;
+      readonly failures?: readonly ItemFailure[] | undefined;
+    }
+  | {
+      readonly kind: 'threw';
+      readonly at: number;
+      readonly thrown: ThrownReport;
+      readonly before?: unknown[] | undefined;
+    }
+  | { readonly kind: 'uncloneable'; readonly at: number; readonly message: string }
+  | {
+      readonly kind: 'lost';
+      readonly exitCode?: number | undefined;
+      readonly signal?: string | undefined;
+      readonly outOfMemory?: boolean | undefined;
+      readonly uncaught?: ThrownReport | undefined;
+      readonly stopped?: boolean | undefined;
+      /** Items started and the oldest still running, when known. */
+      readonly started?: number | undefined;
+      readonly oldest?: number | undefined;
+      /** The place of the item the worker stopped for running past `timeout`. */
+      readonly timedOutAt?: number | undefined;
+    }
+  | { readonly kind: 'failed'; readonly message: string; readonly missing?: readonly string[] | undefined };

@@ -51,6 +51,28 @@ export function decode(payload: Payload): unknown {
   return deserializer.readValue();
 }
 
+/**
+ * `value` as bytes that can go to another machine (a remote worker): always through the
+ * serializer, and never shared memory, which cannot leave this process.
+ */
+export function toBytes(value: unknown): Uint8Array {
+  const serializer = new ViewSerializer();
+  serializer.writeHeader();
+  serializer.writeValue(value);
+  const bytes = serializer.releaseBuffer();
+  if (serializer.shared.length > 0) {
+    throw new TypeError(
+      'shared memory (a view of a SharedArrayBuffer) cannot go to another machine: copy it into an ordinary typed array',
+    );
+  }
+  return bytes;
+}
+
+/** Reads bytes made by {@link toBytes}. */
+export function fromBytes(bytes: Uint8Array): unknown {
+  return decode({ bytes });
+}
+
 /** About how many bytes a payload takes on its way. */
 export function payloadSize(payload: Payload): number {
   return 'plain' in payload ? payload.size : payload.bytes.byteLength;

@@ -4,6 +4,7 @@
  * a {@link UsageError} whose message names the flag and quotes what was given.
  */
 import { parseArgs } from 'node:util';
+import { parseWorkerCommand, type WorkerCommand } from './worker-arguments.js';
 
 /** What a failing line does: stop the run, become an error line, or be left out. */
 export type OnErrorMode = 'throw' | 'return' | 'skip';
@@ -34,7 +35,12 @@ export interface MapCommand {
  * Everything the command line can ask for. A subcommand (a first positional such as `worker`)
  * gets a kind of its own here and a branch in {@link parseCommandLine}.
  */
-export type Command = MapCommand | { readonly kind: 'help' } | { readonly kind: 'version' };
+export type Command =
+  | MapCommand
+  | WorkerCommand
+  | { readonly kind: 'help' }
+  | { readonly kind: 'workerHelp' }
+  | { readonly kind: 'version' };
 
 /** A command line that cannot be run: exit code 2, with the message and a pointer to `--help`. */
 export class UsageError extends Error {
@@ -65,8 +71,9 @@ const ON_ERROR_MODES: readonly OnErrorMode[] = ['throw', 'return', 'skip'];
 
 /** Reads the arguments after `parmap` (as `process.argv.slice(2)`). Throws a {@link UsageError}. */
 export function parseCommandLine(argv: readonly string[]): Command {
-  // A subcommand (such as a later `parmap worker --redis URL`) is recognised here by the first
-  // argument and read by a function of its own; anything else is the map command.
+  // A subcommand is recognised by the first argument and read by a function of its own; anything
+  // else is the map command.
+  if (argv[0] === 'worker') return parseWorkerCommand(argv.slice(1));
   return parseMapCommand(argv);
 }
 

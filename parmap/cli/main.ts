@@ -8,6 +8,11 @@ import { type Command, parseCommandLine, UsageError } from './arguments.js';
 import { withoutPrefix } from './failures.js';
 import { HELP, version } from './help.js';
 import { type CommandIo, EXIT, runMap } from './run.js';
+import { runWorker } from './worker.js';
+import { WORKER_HELP } from './worker-arguments.js';
+
+/** A worker stopped by SIGTERM or Ctrl-C has done what it is for: it exits with 0. */
+let serving = false;
 
 /** Runs one command line to its end; returns the exit code. */
 async function run(argv: readonly string[], io: CommandIo): Promise<number> {
@@ -22,6 +27,12 @@ async function run(argv: readonly string[], io: CommandIo): Promise<number> {
         return EXIT.done;
       case 'map':
         return await runMap(command, io);
+      case 'workerHelp':
+        io.stdout.write(WORKER_HELP);
+        return EXIT.done;
+      case 'worker':
+        serving = true;
+        return await runWorker(command, io, process.env);
     }
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
@@ -63,7 +74,7 @@ try {
   );
   code = EXIT.failed;
 }
-process.exitCode = stop.signal.aborted ? exitCodeOf(stop.signal.reason) : code;
+process.exitCode = stop.signal.aborted && !serving ? exitCodeOf(stop.signal.reason) : code;
 // The workers are stopped; stdin is the one thing left that could keep the process waiting.
 process.stdin.destroy();
 // A last resort, should anything else hold the event loop: a command must end.

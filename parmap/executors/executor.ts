@@ -70,7 +70,13 @@ export type ChunkOutcome =
    * The worker ended while it held the chunk. `started` says how far its items had got
    * (`undefined` when unknown); none started means it may be sent again without blame.
    */
-  | { readonly kind: 'lost'; readonly ending: WorkerEnding; readonly started: ItemsStarted | undefined }
+  | {
+      readonly kind: 'lost';
+      readonly ending: WorkerEnding;
+      readonly started: ItemsStarted | undefined;
+      /** The place of the item the executor stopped for its timeout, when it watches time itself. */
+      readonly timedOutAt?: number | undefined;
+    }
   /** The executor itself failed (a worker could not set up): the whole call fails with `error`. */
   | { readonly kind: 'failed'; readonly error: Error };
 
@@ -98,7 +104,10 @@ export interface Executor {
   submit(task: ChunkTask): void;
   /** How far the items of chunk `id` have got, when the executor can tell. */
   started(id: number): ItemsStarted | undefined;
-  /** Whether {@link stop} can end a running item (the in-thread run cannot). */
+  /**
+   * Whether {@link stop} can end a running item: the scheduler then watches `timeout` itself. The
+   * in-thread run cannot; remote workers watch it where the items run.
+   */
   readonly stoppable: boolean;
   /** Stops the worker running chunk `id` at once; the chunk is reported lost with `stopped`. */
   stop(id: number): void;

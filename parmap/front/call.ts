@@ -8,14 +8,16 @@ import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ExecutorListener } from '../executors/executor.js';
 import { type InlineCall, InlineExecutor } from '../executors/inline.js';
+import { type RemoteCall, RemoteExecutor } from '../executors/remote.js';
 import { WorkerHost } from '../executors/worker-host.js';
 import { WorkerpoolExecutor } from '../executors/workerpool.js';
 import type { Job } from '../job.js';
 import type { CallSetup, FunctionRef, ModuleFunction } from '../protocol.js';
 import { takeInput } from '../scheduler/input.js';
 import { CallRun, type ExecutorFactory } from '../scheduler/run.js';
-import { encode, type Payload } from '../transfer.js';
+import { encode, toBytes } from '../transfer.js';
 import { resolveFromCaller } from '../worker/resolve.js';
+import type { RemoteJob } from './backend.js';
 import { buildFunctionCode, checkFreeNames, holdsCode } from './function-code.js';
 import type { FunctionFromModule } from './options.js';
 
@@ -41,9 +43,11 @@ export function prepareRun<R>(
   placement: Placement,
 ): (streaming: boolean) => CallRun<R> {
   const createExecutor: ExecutorFactory =
-    job.inThisThread && placement.kind === 'own'
-      ? inlineExecutor(fn, job, callerFile)
-      : workerExecutor(fn, job, callerFile, placement);
+    job.remote !== undefined
+      ? remoteExecutor(fn, job, callerFile, job.remote)
+      : job.inThisThread && placement.kind === 'own'
+        ? inlineExecutor(fn, job, callerFile)
+        : workerExecutor(fn, job, callerFile, placement);
   const input = takeInput(items);
   return (streaming) => new CallRun<R>(input, job, createExecutor, streaming);
 }
@@ -74,8 +78,21 @@ function inlineExecutor(fn: Callable, job: Job, callerFile: string): ExecutorFac
   return (listener) => new InlineExecutor(call, listener);
 }
 
-function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: Placement): ExecutorFactory {
-  const setup: CallSetup = {
+/** `backend: { redis }`: chunks run on `parmap worker` processes; the set-up travels as bytes. */
+function remoteExecutor(fn: Callable, job: Job, callerFile: string, remote: RemoteJob): ExecutorFactory {
+  const setup = encodeSetup(callSetup(fn, job, callerFile), job, toBytes);
+  const call: RemoteCall = {
+    remote,
+    setup,
+    workerType: job.workerType,
+    timeout: job.timeout,
+    maxMemory: job.maxMemory,
+  };
+  return (listener) => new RemoteExecutor(call, listener);
+}
+
+function callSetup(fn: Callable, job: Job, callerFile: string): CallSetup {
+  return {
     id: `${process.pid}.${++setupCount}`,
     fn: functionRef(fn, job, callerFile, 'fn'),
     context: job.context === undefined ? undefined : functionRef(job.context, job, callerFile, 'context'),
@@ -86,7 +103,11 @@ function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: P
     concurrency: job.concurrency,
     reportStarts: job.workerType === 'process' && job.timeout !== undefined,
   };
-  const payload = encodeSetup(setup, job);
+}
+
+function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: Placement): ExecutorFactory {
+  const setup = callSetup(fn, job, callerFile);
+  const payload = encodeSetup(setup, job, encode);
   const known = job.knownLength;
   // No more workers than items, when the number of items is known.
   const workers = known === undefined ? job.n : Math.max(1, Math.min(job.n, known));
@@ -168,7 +189,7 @@ function moduleRef(value: FunctionFromModule, callerFile: string, role: string):
 }
 
 /** Encodes the set-up once; a value that cannot be sent is named by its option. */
-function encodeSetup(setup: CallSetup, job: Job): Payload {
+function encodeSetup<T>(setup: CallSetup, job: Job, encode: (value: unknown) => T): T {
   const parts: [string, unknown][] = [
     ['args', job.shape.args],
     ['kwargs', job.shape.kwargs],

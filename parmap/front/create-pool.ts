@@ -25,7 +25,7 @@ export interface PoolOptions {
 }
 
 /** The options of one `pool.map` call: those of `parmap`, less what belongs to the pool. */
-export type MapOptions = Omit<ParmapOptions, 'n' | 'workerType' | 'maxMemory'>;
+export type MapOptions = Omit<ParmapOptions, 'n' | 'workerType' | 'maxMemory' | 'backend'>;
 
 /** A pool of warm workers; see {@link createPool}. */
 export interface ParmapPool {
@@ -54,6 +54,11 @@ export function createPool(options: PoolOptions = {}): ParmapPool {
   const stage = (kind: StageKind) => {
     const call = (fn: never, items: unknown, mapOptions?: MapOptions): ParmapResult<unknown> => {
       if (closed) throw new ParmapError('parmap: this pool is closed; create another with createPool()');
+      if (isPlainObject(mapOptions) && 'backend' in mapOptions) {
+        throw new TypeError(
+          `\`backend\` does not go with a pool, whose workers are this process's: pass it to parmap() itself`,
+        );
+      }
       for (const key of ['n', 'workerType', 'maxMemory'] as const) {
         if (isPlainObject(mapOptions) && key in mapOptions) {
           throw new TypeError(

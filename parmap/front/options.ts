@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { describeValue } from '../errors.js';
 import type { Job, StageKind } from '../job.js';
 import type { CallShape } from '../protocol.js';
+import { checkBackend, type RemoteBackendOptions } from './backend.js';
 
 export type { CallShape };
 
@@ -129,6 +130,12 @@ export interface ParmapOptions {
    * `close()`, when it has one.
    */
   readonly teardown?: ((value: never) => unknown) | FunctionFromModule;
+  /**
+   * Runs the chunks on `parmap worker` processes, on this host or others, through Redis:
+   * `{ redis: 'redis://host:6379' }`. Everything else about the call stays the same. Default: none
+   * (workers of this process).
+   */
+  readonly backend?: RemoteBackendOptions;
 }
 
 /**
@@ -164,6 +171,7 @@ const OPTION_NAMES = [
   'maxMemory',
   'context',
   'teardown',
+  'backend',
 ] as const;
 
 /** Items in flight per worker for an async fn: enough to overlap waits, few enough to stay gentle. */
@@ -278,6 +286,12 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown, st
   if (given.teardown !== undefined && given.context === undefined) {
     throw new TypeError('`teardown` releases the value of `context`: give `context` too, or leave `teardown` out');
   }
+  const remote = given.backend === undefined ? undefined : checkBackend(given.backend);
+  if (remote !== undefined && given.n !== undefined) {
+    throw new TypeError(
+      '`n` and `backend` do not go together: with `backend`, each worker sets how many items it runs at once (`parmap worker -n`)',
+    );
+  }
   const shape: CallShape = { star, kwstar, args: [...args], kwargs: given.kwargs };
   return {
     stage,
@@ -302,6 +316,7 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown, st
     maxMemory,
     context: given.context,
     teardown: given.teardown,
+    remote,
     checkItem: star || kwstar ? (item, index) => checkItemShape(item, index, shape) : () => {},
   };
 }
@@ -452,7 +467,7 @@ function lengthOf(items: unknown): number | undefined {
 }
 
 /** The known name within edit distance 2 of a misspelt one, or that it begins, if any. */
-function closestName(name: string, known: readonly string[]): string | undefined {
+export function closestName(name: string, known: readonly string[]): string | undefined {
   const lower = name.toLowerCase();
   if (lower.length >= 4) {
     const extended = known.find((candidate) => candidate.toLowerCase().startsWith(lower.slice(0, -1)));

@@ -261,7 +261,7 @@ export class CallRun<R> implements ChunkRun<R> {
         this.accept(task, outcome);
         break;
       case 'lost':
-        this.recover(task, outcome.ending, outcome.started, running.watch.timedOutAt);
+        this.recover(task, outcome.ending, outcome.started, outcome.timedOutAt ?? running.watch.timedOutAt);
         break;
       case 'failed':
         this.fail({ error: outcome.error, sequence: undefined });

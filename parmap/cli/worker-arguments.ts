@@ -1,0 +1,97 @@
+/**
+ * `parmap worker --redis URL [-n count] [--prefix name] [--lock-ms ms]`: the command line of a
+ * worker that serves calls made with `backend: { redis }`. Pure, like `arguments.ts`.
+ */
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import { checkRedis } from '../front/backend.js';
+import { quote, UsageError } from './arguments.js';
+
+export interface WorkerCommand {
+  readonly kind: 'worker';
+  /** `{ url }` for the Redis client. */
+  readonly connection: Readonly<Record<string, unknown>>;
+  /** The URL without its password, for the log. */
+  readonly where: string;
+  /** Threads: items run at once. */
+  readonly slots: number;
+  readonly prefix: string;
+  readonly lockMs: number;
+}
+
+/** BullMQ's own default: a chunk whose worker died runs elsewhere about this long after. */
+export const DEFAULT_LOCK_MS = 30_000;
+
+const OPTIONS = {
+  redis: { type: 'string' },
+  workers: { type: 'string', short: 'n' },
+  prefix: { type: 'string' },
+  'lock-ms': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** Reads the arguments after `parmap worker`. Throws a {@link UsageError}. */
+export function parseWorkerCommand(argv: readonly string[]): WorkerCommand | { readonly kind: 'workerHelp' } {
+  let values: { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean };
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: true }));
+  } catch (error) {
+    throw new UsageError(`parmap worker: ${(error as Error).message.split('\n')[0]}`);
+  }
+  if (values.help === true) return { kind: 'workerHelp' };
+  if (positionals.length > 0)
+    throw new UsageError(`parmap worker takes no arguments, got ${quote(positionals[0] ?? '')}`);
+  if (values.redis === undefined) {
+    throw new UsageError('parmap worker needs --redis <url>, the Redis that callers use: --redis redis://host:6379');
+  }
+  let target: ReturnType<typeof checkRedis>;
+  try {
+    target = checkRedis(values.redis);
+  } catch {
+    throw new UsageError(
+      `--redis expects a URL such as redis://host:6379 (rediss:// for TLS), got ${quote(values.redis)}`,
+    );
+  }
+  const prefix = values.prefix ?? 'parmap';
+  if (!/^[\w.-]+$/.test(prefix))
+    throw new UsageError(`--prefix expects letters, digits, '_', '.' or '-', got ${quote(prefix)}`);
+  return {
+    kind: 'worker',
+    ...target,
+    slots: values.workers === undefined ? availableParallelism() : whole('-n', values.workers, 1),
+    prefix,
+    lockMs: values['lock-ms'] === undefined ? DEFAULT_LOCK_MS : whole('--lock-ms', values['lock-ms'], 100),
+  };
+}
+
+function whole(flag: string, text: string, least: number): number {
+  const value = /^\d+$/.test(text.trim()) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < least)
+    throw new UsageError(`${flag} expects a whole number, at least ${least}, got ${quote(text)}`);
+  return value;
+}
+
+export const WORKER_HELP = `Usage: parmap worker --redis <url> [-n <count>] [--prefix <name>] [--lock-ms <ms>]
+
+Serves the calls made with parmap(fn, items, { backend: { redis: url } }) from this host or any
+other: takes their chunks from Redis and runs them on threads of this host. Start as many as you
+like, on as many hosts; each call uses every worker alive. Stop one with SIGTERM (or Ctrl-C): it
+finishes the chunks it runs, then exits.
+
+  --redis <url>       the callers' Redis: redis://[user:password@]host:6379[/db], or
+                      rediss:// for TLS
+  -n, --workers <count>
+                      threads, so items run at once (default: one per core)
+  --prefix <name>     the prefix of parmap's keys in Redis, as the callers' backend.prefix
+                      (default: parmap)
+  --lock-ms <ms>      how long a chunk stays with this worker without word from it: if the
+                      worker dies, its chunks run elsewhere this long after (default: 30000)
+
+Environment
+  PARMAP_SECRET       required: the secret that signs what callers send, the same on every
+                      caller and worker. A chunk not signed with it is refused, and logged.
+
+Each call served is logged on stderr when it ends: its queue, its function's hash, its chunks
+and how many failed.
+`;

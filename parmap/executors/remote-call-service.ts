@@ -1,0 +1,135 @@
+/**
+ * One call as a `parmap worker` serves it: a BullMQ worker on the call's queue, and threads (or
+ * processes) of this host that run its chunks through the same executor as a local call.
+ */
+import type { Job as BullJob, Worker as BullWorker } from 'bullmq';
+import { ParmapRemoteError } from '../errors.js';
+import type { RemoteChunkResult } from '../protocol.js';
+import type { Payload } from '../transfer.js';
+import { ChunkRunner } from './chunk-runner.js';
+import type { WorkerEnding } from './executor.js';
+import type { ServeOptions } from './remote-serve.js';
+import { chunkResult, readChunkJob, toRemoteOutcome } from './remote-wire.js';
+import { WorkerHost } from './worker-host.js';
+import { WorkerpoolExecutor } from './workerpool.js';
+
+export interface ServedCall {
+  readonly name: string;
+  readonly hash: string;
+  /** The call's set-up, ready for threads; `undefined` when it was refused (not signed with our secret). */
+  readonly setup: Payload | undefined;
+  readonly workerType: 'thread' | 'process';
+  readonly timeout: number | undefined;
+  readonly maxMemory: number | undefined;
+  readonly worker: Pick<ServeOptions, 'connection' | 'prefix' | 'secret' | 'slots' | 'lockMs' | 'log'>;
+}
+
+/** Times a chunk may be found stalled (its worker died) and run again before it fails. */
+const MAX_STALLS = 2;
+
+export class CallService {
+  /** Chunks running or waiting for a thread now. */
+  active = 0;
+  private chunks = 0;
+  private failures = 0;
+  private readonly runner: ChunkRunner;
+  private readonly executor: WorkerpoolExecutor | undefined;
+  private readonly bull: Promise<BullWorker>;
+
+  constructor(private readonly call: ServedCall) {
+    const { name, setup, workerType, maxMemory, worker } = call;
+    this.runner = new ChunkRunner(call.timeout, (ending) =>
+      worker.log(`call ${name}: a ${workerType} died after its chunk had been answered (${describeEnding(ending)})`),
+    );
+    if (setup !== undefined) {
+      const threads = workerType === 'thread';
+      const host = new WorkerHost({
+        workers: worker.slots,
+        workerType,
+        maxMemory,
+        threadSetup: threads ? setup : undefined,
+      });
+      this.executor = new WorkerpoolExecutor(
+        host,
+        {
+          setupId: `remote.${name}`,
+          setup,
+          setupWithStart: threads,
+          workerType,
+          maxMemory,
+          ownsHost: true,
+          graceful: false,
+        },
+        this.runner,
+      );
+      this.runner.use(this.executor);
+    }
+    this.bull = this.startWorker();
+  }
+
+  private async startWorker(): Promise<BullWorker> {
+    const { Worker } = await import('bullmq');
+    const { name, worker } = this.call;
+    const bull = new Worker(name, (job: BullJob) => this.process(job), {
+      connection: { ...worker.connection },
+      prefix: worker.prefix,
+      // One chunk queued behind each running one, so a thread does not wait for Redis between them.
+      concurrency: 2 * worker.slots,
+      lockDuration: worker.lockMs,
+      stalledInterval: worker.lockMs,
+      maxStalledCount: MAX_STALLS,
+    });
+    bull.on('error', () => undefined);
+    return bull;
+  }
+
+  private async process(job: BullJob): Promise<RemoteChunkResult> {
+    const { name, hash, worker } = this.call;
+    const id = String(job.id);
+    if (this.executor === undefined) {
+      this.failures++;
+      throw new ParmapRemoteError(
+        "the call's set-up is not signed with the worker's PARMAP_SECRET: set it the same on both sides",
+      );
+    }
+    let chunk: { start: number; items: unknown[] };
+    try {
+      chunk = readChunkJob(worker.secret, name, hash, job.data);
+    } catch (error) {
+      this.failures++;
+      worker.log(`call ${name}: refused chunk ${id}: ${(error as Error).message.replace(/^parmap: /, '')}`);
+      throw error;
+    }
+    this.active++;
+    try {
+      const outcome = await this.runner.run(chunk.start, chunk.items);
+      this.chunks++;
+      if (outcome.kind !== 'done' || (outcome.failures?.length ?? 0) > 0) this.failures++;
+      return chunkResult(worker.secret, name, id, toRemoteOutcome(outcome));
+    } finally {
+      this.active--;
+    }
+  }
+
+  /**
+   * Stops serving the call. `finish`: the worker is stopping, so running chunks finish and are
+   * answered first; otherwise the call has ended and they are abandoned.
+   */
+  async close(finish: boolean): Promise<void> {
+    const bull = await this.bull;
+    if (!finish) this.runner.end({ kind: 'failed', error: new ParmapRemoteError('the call ended') });
+    await bull.close(!finish);
+    await this.executor?.close();
+    const { name, hash, worker } = this.call;
+    const failed = this.failures === 0 ? '' : `, ${this.failures} failed`;
+    worker.log(`call ${name} fn ${hash.slice(0, 12)}: ${this.chunks} chunk${this.chunks === 1 ? '' : 's'}${failed}`);
+  }
+}
+
+function describeEnding(ending: WorkerEnding): string {
+  if (ending.signal !== undefined) return `signal ${ending.signal}`;
+  if (ending.exitCode !== undefined) return `exit code ${ending.exitCode}`;
+  if (ending.uncaught !== undefined)
+    return `uncaught: ${String((ending.uncaught as Error)?.message ?? ending.uncaught)}`;
+  return 'ended';
+}

@@ -1,0 +1,66 @@
+/**
+ * The Redis client both sides use for their own keys (a call's record, the set of calls, the
+ * workers alive), beside the connections BullMQ makes for its queue. ioredis is BullMQ's own
+ * driver; both are loaded only when a call or a worker uses Redis.
+ */
+import type { Redis as RedisClient } from 'ioredis';
+import { ParmapRemoteError } from '../errors.js';
+import type { remoteKeys } from './remote-wire.js';
+
+export interface RedisTarget {
+  /** `{ url }` or ioredis options. */
+  readonly connection: Readonly<Record<string, unknown>>;
+  /** How messages name it (no password). */
+  readonly where: string;
+}
+
+/**
+ * A connected client; fails at once, naming the Redis, when it cannot be reached. Afterwards it
+ * reconnects on its own (a command waits, then fails, while Redis is away).
+ */
+export async function connectRedis(target: RedisTarget): Promise<RedisClient> {
+  const { Redis } = await import('ioredis');
+  const { url, ...options } = target.connection as { readonly url?: string };
+  const settings = {
+    ...options,
+    lazyConnect: true,
+    maxRetriesPerRequest: 2,
+    retryStrategy: (times: number) => Math.min(times * 200, 2_000),
+  };
+  const client = url === undefined ? new Redis(settings) : new Redis(url, settings);
+  let lastError: unknown;
+  // An 'error' event without a listener would end the process: errors reach the caller instead.
+  client.on('error', (error: unknown) => {
+    lastError = error;
+  });
+  try {
+    await client.connect();
+  } catch (error) {
+    client.disconnect();
+    const reason = lastError ?? error;
+    throw new ParmapRemoteError(
+      `cannot reach Redis at ${target.where} (${reason instanceof Error ? reason.message : String(reason)}): ` +
+        'start it, or check backend.redis (or --redis)',
+      { cause: reason },
+    );
+  }
+  return client;
+}
+
+/**
+ * Worker threads alive under this prefix, as the workers' own entries say; entries that expired
+ * (a worker killed) are dropped from the set.
+ */
+export async function workerSlots(client: RedisClient, keys: ReturnType<typeof remoteKeys>): Promise<number> {
+  const ids = await client.smembers(keys.workers);
+  if (ids.length === 0) return 0;
+  const entries = await client.mget(ids.map((id) => keys.worker(id)));
+  let slots = 0;
+  const gone: string[] = [];
+  for (const [at, entry] of entries.entries()) {
+    if (entry === null) gone.push(ids[at] as string);
+    else slots += Number(entry) || 0;
+  }
+  if (gone.length > 0) await client.srem(keys.workers, ...gone);
+  return slots;
+}

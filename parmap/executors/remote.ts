@@ -1,0 +1,267 @@
+/**
+ * The executor for `backend: { redis }`: chunks run on `parmap worker` processes, on this host or
+ * others, through a BullMQ queue of the call's own. The scheduler drives it like any executor, so
+ * ordering, retries, progress and errors are the same code as for local workers.
+ *
+ * The call's set-up is stored once, in the call's record (a Redis hash that expires unless this
+ * side renews it), and announced; workers serve every call in the set of running calls. Each chunk
+ * is one job; its outcome comes back as the job's return value through QueueEvents, once per
+ * chunk: a job that BullMQ re-runs after its worker died completes once, and an outcome for a
+ * chunk no longer pending is ignored. On every way out, the queue and the call's keys are removed.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Queue as BullQueue, QueueEvents as BullQueueEvents } from 'bullmq';
+import type { Redis as RedisClient } from 'ioredis';
+import { ParmapRemoteError } from '../errors.js';
+import type { RemoteJob } from '../front/backend.js';
+import type { RemoteCallRecord } from '../protocol.js';
+import { toBytes } from '../transfer.js';
+import type { ChunkTask, Executor, ExecutorListener, ItemsStarted } from './executor.js';
+import { connectRedis, workerSlots } from './remote-redis.js';
+import {
+  CALL_RECORD_TTL_S,
+  chunkJob,
+  hashOf,
+  readChunkResult,
+  remoteKeys,
+  signSetup,
+  toBase64,
+} from './remote-wire.js';
+
+/** What the executor is made with: the checked backend, and the call as workers need it. */
+export interface RemoteCall {
+  readonly remote: RemoteJob;
+  /** The call's encoded set-up (`toBytes(CallSetup)`). */
+  readonly setup: Uint8Array;
+  readonly workerType: 'thread' | 'process';
+  readonly timeout: number | undefined;
+  readonly maxMemory: number | undefined;
+}
+
+/** How often the call renews its record, counts live workers, and checks it is being served. */
+const TICK_MS = 1_000;
+/** Chunks queued per worker thread: one running, one waiting, so a thread never waits for Redis. */
+const CHUNKS_PER_SLOT = 2;
+/** Failed ticks in a row (Redis not answering) after which the call fails. */
+const MAX_FAILED_TICKS = 5;
+
+interface Connected {
+  readonly client: RedisClient;
+  readonly queue: BullQueue;
+  readonly events: BullQueueEvents;
+}
+
+export class RemoteExecutor implements Executor {
+  readonly stoppable = false;
+  private readonly name = `c${randomBytes(8).toString('hex')}`;
+  private readonly keys;
+  private readonly hash: string;
+  private connected: Connected | undefined;
+  private readonly opening: Promise<void>;
+  private closing: Promise<void> | undefined;
+  /** Chunks queued or running on workers, by id. */
+  private readonly pending = new Set<number>();
+  /** Worker threads alive, as the workers last said. */
+  private slots = 0;
+  private ticker: NodeJS.Timeout | undefined;
+  private failedTicks = 0;
+  /** Since when chunks have waited with no worker alive (ms). */
+  private lonelySince: number | undefined;
+  private hasFailed = false;
+
+  constructor(
+    private readonly call: RemoteCall,
+    private readonly listener: ExecutorListener,
+  ) {
+    this.keys = remoteKeys(call.remote.prefix);
+    this.hash = hashOf(call.setup);
+    this.opening = this.open().catch((error: unknown) => this.fail(error));
+  }
+
+  get capacity(): number {
+    if (this.connected === undefined || this.closing !== undefined) return 0;
+    // With no worker yet, a few chunks wait in the queue for the first to come.
+    return Math.max(CHUNKS_PER_SLOT, CHUNKS_PER_SLOT * this.slots);
+  }
+
+  private async open(): Promise<void> {
+    const { remote } = this.call;
+    const client = await connectRedis(remote);
+    const { Queue, QueueEvents } = await import('bullmq');
+    const options = { connection: { ...remote.connection }, prefix: remote.prefix };
+    const queue = new Queue(this.name, options);
+    // The queue is new, so its events are read from the start: none can slip past before the
+    // first read, as with the default of reading only what comes after it.
+    const events = new QueueEvents(this.name, { ...options, lastEventId: '0' });
+    this.connected = { client, queue, events };
+    // Connection errors: the tick notices Redis is away; an unheard 'error' would end the process.
+    queue.on('error', () => undefined);
+    events.on('error', () => undefined);
+    events.on('completed', ({ jobId, returnvalue }) => this.completed(jobId, returnvalue));
+    events.on('failed', ({ jobId, failedReason }) => this.jobFailed(jobId, failedReason));
+    await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
+    if (this.closing !== undefined) return;
+    const record: RemoteCallRecord = {
+      setup: toBase64(this.call.setup),
+      hash: this.hash,
+      signature: signSetup(remote.secret, this.name, this.hash, this.call.setup),
+      workerType: this.call.workerType,
+      timeout: this.call.timeout === undefined ? '' : String(this.call.timeout),
+      maxMemory: this.call.maxMemory === undefined ? '' : String(this.call.maxMemory),
+    };
+    const recordKey = this.keys.call(this.name);
+    await client
+      .multi()
+      .hset(recordKey, record)
+      .expire(recordKey, CALL_RECORD_TTL_S)
+      .sadd(this.keys.calls, this.name)
+      .publish(this.keys.announce, this.name)
+      .exec();
+    this.slots = await workerSlots(client, this.keys);
+    this.ticker = setInterval(() => void this.tick(), TICK_MS);
+    this.listener.capacityChanged();
+  }
+
+  /** Renews the call's record, counts live workers, and fails the call if none has come in time. */
+  private async tick(): Promise<void> {
+    const connected = this.connected;
+    if (connected === undefined || this.closing !== undefined) return;
+    try {
+      await connected.client.expire(this.keys.call(this.name), CALL_RECORD_TTL_S);
+      const slots = await workerSlots(connected.client, this.keys);
+      this.failedTicks = 0;
+      const grew = slots > this.slots;
+      this.slots = slots;
+      if (grew) this.listener.capacityChanged();
+    } catch (error) {
+      if (++this.failedTicks >= MAX_FAILED_TICKS) {
+        this.fail(new ParmapRemoteError(`lost Redis at ${this.call.remote.where}`, { cause: error }));
+      }
+      return;
+    }
+    this.checkServed();
+  }
+
+  private checkServed(): void {
+    if (this.pending.size === 0 || this.slots > 0) {
+      this.lonelySince = undefined;
+      return;
+    }
+    const now = performance.now();
+    this.lonelySince ??= now;
+    const { waitForWorkers, where, prefix } = this.call.remote;
+    if (now - this.lonelySince < waitForWorkers) return;
+    const flag = prefix === 'parmap' ? '' : ` --prefix ${prefix}`;
+    this.fail(
+      new ParmapRemoteError(
+        `no parmap worker has served this call for ${Math.round(waitForWorkers / 1000)} s: start one with ` +
+          `\`parmap worker --redis ${where}${flag}\` and the same PARMAP_SECRET, or raise backend.waitForWorkers`,
+      ),
+    );
+  }
+
+  want(): void {
+    // Capacity comes as workers say they are alive (see tick).
+  }
+
+  submit(task: ChunkTask): void {
+    const connected = this.connected;
+    if (connected === undefined || this.closing !== undefined) return;
+    let items: Uint8Array;
+    try {
+      items = toBytes(task.items);
+    } catch (error) {
+      const at = firstUnsendable(task.items);
+      queueMicrotask(() => this.listener.outcome(task.id, { kind: 'unsendable', at, cause: error }));
+      return;
+    }
+    this.pending.add(task.id);
+    const { secret } = this.call.remote;
+    const data = chunkJob(secret, this.name, this.hash, task.start, items);
+    connected.queue
+      .add('chunk', data, { jobId: jobIdOf(task.id), removeOnComplete: true, removeOnFail: true })
+      .catch((error: unknown) => this.fail(new ParmapRemoteError('could not queue a chunk', { cause: error })));
+  }
+
+  private completed(jobId: string, value: unknown): void {
+    const id = idOfJob(jobId);
+    if (!this.pending.delete(id) || this.closing !== undefined) return;
+    this.listener.outcome(id, readChunkResult(this.call.remote.secret, this.name, jobId, value));
+  }
+
+  private jobFailed(jobId: string, reason: string): void {
+    const id = idOfJob(jobId);
+    if (!this.pending.delete(id) || this.closing !== undefined) return;
+    if (/stalled/i.test(reason)) {
+      // Its workers kept dying under it: the scheduler decides, as for a local worker that died.
+      this.listener.outcome(id, { kind: 'lost', ending: {}, started: undefined });
+      return;
+    }
+    this.fail(new ParmapRemoteError(`a worker refused a chunk: ${reason.replace(/^parmap: /, '')}`));
+  }
+
+  private fail(error: unknown): void {
+    if (this.hasFailed || this.closing !== undefined) return;
+    this.hasFailed = true;
+    this.listener.failed(
+      error instanceof Error ? error : new ParmapRemoteError('the remote backend failed', { cause: error }),
+    );
+  }
+
+  started(_id: number): ItemsStarted | undefined {
+    // Workers watch `timeout` where the items run; nothing to watch from here.
+    return undefined;
+  }
+
+  stop(_id: number): void {}
+
+  hold(_waiting: boolean): void {}
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  /** Removes the call: workers are told to stop its chunks, then its queue and keys go. */
+  private async shutdown(): Promise<void> {
+    clearInterval(this.ticker);
+    await this.opening;
+    const connected = this.connected;
+    if (connected === undefined) return;
+    const { client, queue, events } = connected;
+    try {
+      await client
+        .multi()
+        .srem(this.keys.calls, this.name)
+        .del(this.keys.call(this.name))
+        .publish(this.keys.announce, `-${this.name}`)
+        .exec();
+      await queue.obliterate({ force: true });
+    } catch {
+      // Redis went away: the record expires on its own, and a worker removes the queue it finds
+      // without a record.
+    }
+    await Promise.allSettled([events.close(), queue.close()]);
+    client.disconnect();
+  }
+}
+
+/** A chunk's job id: BullMQ takes no id of 0, nor one that is a bare number. */
+function jobIdOf(id: number): string {
+  return `k${id}`;
+}
+
+function idOfJob(jobId: string): number {
+  return /^k\d+$/.test(jobId) ? Number(jobId.slice(1)) : -1;
+}
+
+function firstUnsendable(items: readonly unknown[]): number {
+  for (let at = 0; at < items.length; at++) {
+    try {
+      toBytes(items[at]);
+    } catch {
+      return at;
+    }
+  }
+  return 0;
+}
