@@ -64,6 +64,9 @@ Failures
 Other
   -h, --help                show this help
   -v, --version             show parmap's version
+  parmap worker --redis <url>
+                            serve the calls made with backend: { redis } from any host, on this
+                            host's cores (see parmap worker --help)
 
 Exit codes
   0 done; 1 a line failed (or the output could not be written); 2 bad usage (an unknown option, a

@@ -2,10 +2,10 @@
  * Runs chunks on an executor one promise per chunk: what a `parmap worker` does with the chunks
  * it takes from a call's queue. Chunks wait here until the executor has room, and `timeout` is
  * watched here, where the items run (the caller cannot see them start), with the scheduler's own
- * rule (`checkTimeout`): the thread of an item past it is stopped, and the chunk comes back lost
+ * rule (`tasksPastTimeout`): the thread of an item past it is stopped, and the chunk comes back lost
  * with that item named, for the caller's recovery policy to decide.
  */
-import { checkTimeout, type TimeoutWatch } from '../scheduler/recovery.js';
+import { type TimeoutWatch, tasksPastTimeout, timeoutCheckPeriod } from '../scheduler/recovery.js';
 import type { ChunkOutcome, Executor, ExecutorListener, WorkerEnding } from './executor.js';
 
 interface Waiting {
@@ -96,21 +96,14 @@ export class ChunkRunner implements ExecutorListener {
   private watch(): void {
     const { timeout, executor } = this;
     if (timeout === undefined || executor === undefined || this.watchdog !== undefined) return;
-    this.watchdog = setInterval(
-      () => {
-        const now = performance.now();
-        for (const [id, { items, watch }] of this.running) {
-          const started = executor.started(id);
-          // Past the last item, the thread is sending results back: no item is running.
-          if (started !== undefined && started.started > items.length) continue;
-          if (checkTimeout(watch, started, now, timeout) !== undefined) executor.stop(id);
-        }
-        if (this.running.size === 0) {
-          clearInterval(this.watchdog);
-          this.watchdog = undefined;
-        }
-      },
-      Math.min(250, Math.max(5, timeout / 8)),
-    );
+    this.watchdog = setInterval(() => {
+      const running = [...this.running].map(([id, { items, watch }]) => ({ id, count: items.length, watch }));
+      const overdue = tasksPastTimeout(running, (id) => executor.started(id), performance.now(), timeout);
+      for (const id of overdue) executor.stop(id);
+      if (this.running.size === 0) {
+        clearInterval(this.watchdog);
+        this.watchdog = undefined;
+      }
+    }, timeoutCheckPeriod(timeout));
   }
 }

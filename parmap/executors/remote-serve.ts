@@ -99,21 +99,34 @@ class RemoteWorker {
       .exec();
   }
 
-  /** Serves running calls it does not serve yet; drops those that ended without a word. */
+  /**
+   * Serves running calls it does not serve yet; drops those that ended without a word, and those
+   * whose record expired (their caller was killed), removing what they left.
+   */
   private async look(): Promise<void> {
     const client = this.client as RedisClient;
-    const running = new Set(await client.smembers(this.keys.calls));
-    for (const name of running) void this.serve(name);
-    for (const name of this.calls.keys()) if (!running.has(name)) void this.drop(name, 'ended');
+    const running = await client.smembers(this.keys.calls);
+    const alive = await Promise.all(running.map((name) => client.exists(this.keys.call(name))));
+    for (const [at, name] of running.entries()) {
+      if (alive[at] === 1) void this.serve(name);
+      else void this.drop(name, 'ended').then(() => this.removeOrphan(name).catch(() => undefined));
+    }
+    for (const name of this.calls.keys()) if (!running.includes(name)) void this.drop(name, 'ended');
   }
 
   private async serve(name: string): Promise<void> {
     if (this.calls.has(name) || this.stopping !== undefined || !/^c[0-9a-f]{16}$/.test(name)) return;
     const client = this.client as RedisClient;
-    const record = (await client.hgetall(this.keys.call(name))) as Partial<RemoteCallRecord>;
+    let record: Partial<RemoteCallRecord>;
+    try {
+      record = (await client.hgetall(this.keys.call(name))) as Partial<RemoteCallRecord>;
+    } catch {
+      // Redis is away for a moment: the next look tries again.
+      return;
+    }
     if (this.calls.has(name) || this.stopping !== undefined) return;
     if (record.setup === undefined || record.hash === undefined) {
-      await this.removeOrphan(name);
+      await this.removeOrphan(name).catch(() => undefined);
       return;
     }
     const setup = fromBase64(record.setup);
@@ -156,7 +169,13 @@ class RemoteWorker {
     const service = this.calls.get(name);
     if (service === undefined) return;
     this.calls.delete(name);
-    await service.close(why === 'stopping');
+    try {
+      await service.close(why === 'stopping');
+    } catch (error) {
+      this.options.log(
+        `call ${name}: could not stop cleanly: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
   }
 
   /** Stops taking chunks, lets running ones finish, and says goodbye. */

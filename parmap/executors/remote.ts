@@ -127,7 +127,15 @@ export class RemoteExecutor implements Executor {
     const connected = this.connected;
     if (connected === undefined || this.closing !== undefined) return;
     try {
-      await connected.client.expire(this.keys.call(this.name), CALL_RECORD_TTL_S);
+      if ((await connected.client.expire(this.keys.call(this.name), CALL_RECORD_TTL_S)) === 0) {
+        // Without its record, workers take the call for one whose caller died, and remove it.
+        this.fail(
+          new ParmapRemoteError(
+            `the call's keys vanished from Redis at ${this.call.remote.where} (was it flushed or restarted?)`,
+          ),
+        );
+        return;
+      }
       const slots = await workerSlots(connected.client, this.keys);
       this.failedTicks = 0;
       const grew = slots > this.slots;
@@ -197,7 +205,7 @@ export class RemoteExecutor implements Executor {
       this.listener.outcome(id, { kind: 'lost', ending: {}, started: undefined });
       return;
     }
-    this.fail(new ParmapRemoteError(`a worker refused a chunk: ${reason.replace(/^parmap: /, '')}`));
+    this.fail(new ParmapRemoteError(`a worker could not run a chunk: ${reason.replace(/^parmap: /, '')}`));
   }
 
   private fail(error: unknown): void {

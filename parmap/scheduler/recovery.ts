@@ -119,3 +119,36 @@ export function checkTimeout(
   watch.timedOutAt = oldest;
   return oldest;
 }
+
+/** How often running tasks are checked against `timeout` (ms): often enough to stop an item soon after. */
+export function timeoutCheckPeriod(timeout: number): number {
+  return Math.min(250, Math.max(5, timeout / 8));
+}
+
+/** A running task as {@link tasksPastTimeout} reads it. */
+export interface WatchedTask {
+  readonly id: number;
+  /** How many items the task has. */
+  readonly count: number;
+  readonly watch: TimeoutWatch;
+}
+
+/**
+ * The running tasks whose worker must be stopped now, for an item past `timeout`. `startedOf`
+ * says how far a task's items have got, as its executor can tell.
+ */
+export function tasksPastTimeout(
+  tasks: Iterable<WatchedTask>,
+  startedOf: (id: number) => StartedItems | undefined,
+  now: number,
+  timeout: number,
+): number[] {
+  const overdue: number[] = [];
+  for (const { id, count, watch } of tasks) {
+    const started = startedOf(id);
+    // Past the last item, the worker is sending results back: no item is running.
+    if (started !== undefined && started.started > count) continue;
+    if (checkTimeout(watch, started, now, timeout) !== undefined) overdue.push(id);
+  }
+  return overdue;
+}

@@ -22,7 +22,7 @@ import { type Chunk, Feeder } from './feeder.js';
 import type { TakenInput } from './input.js';
 import { itemErrorOf, lossError } from './item-errors.js';
 import { ProgressTracker } from './progress.js';
-import { checkTimeout, planLoss, type TaskTries, type TimeoutWatch } from './recovery.js';
+import { planLoss, type TaskTries, type TimeoutWatch, tasksPastTimeout, timeoutCheckPeriod } from './recovery.js';
 import { type ChunkRun, finishProgress } from './result.js';
 
 /** Work for the executor: some items of a chunk, with the tries they have had. */
@@ -439,21 +439,16 @@ export class CallRun<R> implements ChunkRun<R> {
   private watch(): void {
     if (this.watchdog !== undefined) return;
     const timeout = this.job.timeout as number;
-    const period = Math.min(250, Math.max(5, timeout / 8));
     this.watchdog = setInterval(() => {
-      const now = performance.now();
       const executor = this.executor as Executor;
-      for (const [id, { task, watch }] of this.running) {
-        const started = executor.started(id);
-        // Past the last item, the worker is sending results back: no item is running.
-        if (started !== undefined && started.started > task.positions.length) continue;
-        if (checkTimeout(watch, started, now, timeout) !== undefined) executor.stop(id);
-      }
+      const running = [...this.running].map(([id, { task, watch }]) => ({ id, count: task.positions.length, watch }));
+      const overdue = tasksPastTimeout(running, (id) => executor.started(id), performance.now(), timeout);
+      for (const id of overdue) executor.stop(id);
       if (this.running.size === 0) {
         clearInterval(this.watchdog);
         this.watchdog = undefined;
       }
-    }, period).unref();
+    }, timeoutCheckPeriod(timeout)).unref();
   }
 
   /** This call's own error names its stage: it is the one whose item failed. */
