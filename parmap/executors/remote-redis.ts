@@ -14,18 +14,25 @@ export interface RedisTarget {
   readonly where: string;
 }
 
+/** How a connection reconnects: for ever (a worker outlives a Redis restart), or not past ~10 s. */
+export function reconnecting(persistent: boolean): (times: number) => number | null {
+  // A caller's connections give up, so that a call fails rather than waits for ever, and closing
+  // them ends (BullMQ's QueueEvents does not close while its connection is still reconnecting).
+  return (times) => (!persistent && times > 8 ? null : Math.min(times * 250, 2_000));
+}
+
 /**
  * A connected client; fails at once, naming the Redis, when it cannot be reached. Afterwards it
  * reconnects on its own (a command waits, then fails, while Redis is away).
  */
-export async function connectRedis(target: RedisTarget): Promise<RedisClient> {
+export async function connectRedis(target: RedisTarget, persistent: boolean): Promise<RedisClient> {
   const { Redis } = await import('ioredis');
   const { url, ...options } = target.connection as { readonly url?: string };
   const settings = {
     ...options,
     lazyConnect: true,
     maxRetriesPerRequest: 2,
-    retryStrategy: (times: number) => Math.min(times * 200, 2_000),
+    retryStrategy: reconnecting(persistent),
   };
   const client = url === undefined ? new Redis(settings) : new Redis(url, settings);
   let lastError: unknown;

@@ -60,7 +60,7 @@ class RemoteWorker {
   async start(): Promise<void> {
     const { options } = this;
     setWorkerBudget(options.slots);
-    const client = await connectRedis(options);
+    const client = await connectRedis(options, true);
     this.client = client;
     const listener = client.duplicate();
     listener.on('error', () => undefined);

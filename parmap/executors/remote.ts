@@ -17,7 +17,7 @@ import type { RemoteJob } from '../front/backend.js';
 import type { RemoteCallRecord } from '../protocol.js';
 import { toBytes } from '../transfer.js';
 import type { ChunkTask, Executor, ExecutorListener, ItemsStarted } from './executor.js';
-import { connectRedis, workerSlots } from './remote-redis.js';
+import { connectRedis, reconnecting, workerSlots } from './remote-redis.js';
 import {
   CALL_RECORD_TTL_S,
   chunkJob,
@@ -86,9 +86,10 @@ export class RemoteExecutor implements Executor {
 
   private async open(): Promise<void> {
     const { remote } = this.call;
-    const client = await connectRedis(remote);
+    const client = await connectRedis(remote, false);
     const { Queue, QueueEvents } = await import('bullmq');
-    const options = { connection: { ...remote.connection }, prefix: remote.prefix };
+    const connection = { ...remote.connection, retryStrategy: reconnecting(false) };
+    const options = { connection, prefix: remote.prefix };
     const queue = new Queue(this.name, options);
     // The queue is new, so its events are read from the start: none can slip past before the
     // first read, as with the default of reading only what comes after it.
@@ -143,7 +144,9 @@ export class RemoteExecutor implements Executor {
       if (grew) this.listener.capacityChanged();
     } catch (error) {
       if (++this.failedTicks >= MAX_FAILED_TICKS) {
-        this.fail(new ParmapRemoteError(`lost Redis at ${this.call.remote.where}`, { cause: error }));
+        this.fail(
+          new ParmapRemoteError(`lost Redis at ${this.call.remote.where}: it stopped answering`, { cause: error }),
+        );
       }
       return;
     }
