@@ -49,6 +49,7 @@ describe('command line parsing', () => {
       timeout: undefined,
       retries: 0,
       onError: 'throw',
+      redis: undefined,
     });
   });
 
@@ -83,6 +84,7 @@ describe('command line parsing', () => {
     assert.equal(map(['--workers', '3', 'f']).workers, 3);
     assert.equal(map(['--on-error=return', 'f']).onError, 'return');
     assert.equal(map(['--chunksize', 'auto', 'f']).chunksize, 'auto');
+    assert.equal(map(['--redis', 'redis://h:6379', 'f']).redis, 'redis://h:6379');
   });
 
   it('takes a function that starts with a dash after --', () => {
@@ -134,6 +136,7 @@ describe('command line parsing', () => {
     ['an option without its value', ['f', '-n'], /^-n needs a value: -n <count>$/],
     ['a value given to a flag', ['--json=yes', 'f'], /^--json takes no value, got 'yes'$/],
     ['an option given twice', ['-n', '2', '-n', '3', 'f'], /^-n is given 2 times; give it once$/],
+    ['workers here and there', ['-n', '2', '--redis', 'redis://h', 'f'], /^-n and --redis do not go together/],
     ['no workers', ['-n', '0', 'f'], /^-n expects a whole number, at least 1, got '0'$/],
     ['a negative count', ['-n', '-3', 'f'], /^-n expects a whole number, at least 1, got '-3'$/],
     ['a fraction of a worker', ['-n', '1.5', 'f'], /^-n expects a whole number, at least 1, got '1.5'$/],

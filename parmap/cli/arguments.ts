@@ -29,6 +29,8 @@ export interface MapCommand {
   readonly timeout: number | undefined;
   readonly retries: number;
   readonly onError: OnErrorMode;
+  /** `--redis`: run the lines on `parmap worker` processes through this Redis. */
+  readonly redis: string | undefined;
 }
 
 /**
@@ -61,6 +63,7 @@ const OPTIONS = {
   timeout: { type: 'string' },
   retries: { type: 'string' },
   'on-error': { type: 'string' },
+  redis: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -118,6 +121,9 @@ function parseMapCommand(argv: readonly string[]): Command {
   const one = (option: OptionName): string | undefined => values.get(option)?.[0];
   const flag = (option: OptionName): boolean => values.has(option);
 
+  if (flag('redis') && flag('workers')) {
+    throw new UsageError("-n and --redis do not go together: with --redis, each worker's own -n sets its threads");
+  }
   return {
     kind: 'map',
     function: functionSource(positionals, one('module')),
@@ -130,6 +136,7 @@ function parseMapCommand(argv: readonly string[]): Command {
     timeout: optional(one('timeout'), timeoutOf),
     retries: optional(one('retries'), (text) => wholeNumber('--retries', text, 0)) ?? 0,
     onError: onErrorOf(one('on-error')),
+    redis: one('redis'),
   };
 }
 
@@ -141,6 +148,7 @@ const PLACEHOLDERS: Partial<Record<OptionName, string>> = {
   timeout: '<ms>',
   retries: '<count>',
   'on-error': '<throw|return|skip>',
+  redis: '<url>',
 };
 
 function flagOf(option: OptionName): string {

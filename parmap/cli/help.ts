@@ -46,6 +46,10 @@ Workers
                             is stopped
   --retries <count>         how many times to re-run, on a fresh worker, the lines of a worker
                             that died or timed out (default: 0)
+  --redis <url>             run the lines on parmap worker processes, on this host or others,
+                            through this Redis (redis://host:6379), instead of on threads here;
+                            PARMAP_SECRET must be set, the same as the workers' (see
+                            parmap worker --help). Not with -n.
 
 Failures
   A line fails when the function throws or rejects for it, runs past --timeout, ends its worker

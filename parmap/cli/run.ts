@@ -52,6 +52,9 @@ type Callable = ((...args: never[]) => unknown) | FunctionFromModule;
  *   refuses the call (as for a variable the function uses that no `--scope` gives).
  */
 export async function runMap(command: MapCommand, io: CommandIo): Promise<number> {
+  if (command.redis !== undefined && !process.env.PARMAP_SECRET) {
+    throw new UsageError('--redis needs PARMAP_SECRET set to the secret the workers have (see parmap worker --help)');
+  }
   const fn = functionOf(command, io.cwd);
   const input = new InputItems(readLines(io.stdin), command.json, command.onError === 'throw');
   if ((io.stdin as { readonly isTTY?: boolean }).isTTY === true) {
@@ -250,6 +253,7 @@ function optionsOf(command: MapCommand, io: CommandIo): ParmapOptions {
     // Skipping is returning, then leaving the error out.
     onError: command.onError === 'throw' ? 'throw' : 'return',
     signal: io.signal,
+    ...(command.redis === undefined ? {} : { backend: { redis: command.redis } }),
   };
 }
 
