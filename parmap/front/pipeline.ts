@@ -20,11 +20,12 @@ import {
   ProgressTracker,
 } from '../scheduler/progress.js';
 import { LazyResult, type ParmapResult } from '../scheduler/result.js';
-import { type Placement, prepareRun } from './call.js';
+import type { Placement } from './call.js';
 import type { StepCall } from './call-types.js';
 import type { MapOptions } from './create-pool.js';
 import { callerFile } from './function-code.js';
 import { isPlainObject, type ProgressInfo, resolveOptions } from './options.js';
+import { startCallFrom } from './stages.js';
 
 /** One step's figures, as a pipeline's progress callback receives them. */
 export interface StepProgress extends ProgressInfo {
@@ -447,12 +448,9 @@ class PipelineRun {
       workerType: settings.workerType,
       maxMemory: settings.maxMemory,
     };
-    const job = resolveOptions(step.fn, input, options, step.kind);
     const placement: Placement =
       host === undefined ? { kind: 'own' } : { kind: 'pool', host, workerType: settings.workerType };
-    const fn = step.fn as Parameters<typeof prepareRun>[0];
-    const run = prepareRun(fn, input, job, step.callerFile, placement);
-    return new LazyResult(run, step.kind === 'map' ? job.total : undefined);
+    return startCallFrom(step.kind, step.callerFile, { fn: step.fn, items: input, options }, placement);
   }
 
   private startKeyedStep(

@@ -19,13 +19,32 @@ type Callable = ((...args: never[]) => unknown) | FunctionFromModule;
 export function startCall(
   stage: StageKind,
   entry: (...args: never[]) => unknown,
-  call: { readonly fn: unknown; readonly items: unknown; readonly options: unknown },
+  call: StageCallArguments,
+  placement: Placement,
+): ParmapResult<unknown> {
+  return startCallFrom(stage, callerFile(entry), call, placement);
+}
+
+export interface StageCallArguments {
+  readonly fn: unknown;
+  readonly items: unknown;
+  readonly options: unknown;
+}
+
+/**
+ * {@link startCall} for a call whose file is already known (a pipeline's step, made where the
+ * chain was written, and started later).
+ */
+export function startCallFrom(
+  stage: StageKind,
+  file: string,
+  call: StageCallArguments,
   placement: Placement,
 ): ParmapResult<unknown> {
   const job = resolveOptions(call.fn, call.items, call.options, stage);
   const fn = call.fn as Callable;
   const items = call.items as Iterable<unknown> | AsyncIterable<unknown>;
-  const run = prepareRun(fn, items, job, callerFile(entry), placement);
+  const run = prepareRun(fn, items, job, file, placement);
   // How many results filter and flatMap give is known only at the end.
   return new LazyResult(run, stage === 'map' ? job.total : undefined);
 }
