@@ -44,6 +44,22 @@ describe('layers and dependencies', () => {
     ]);
   });
 
+  it('loads bullmq and ioredis only for a remote call or worker: the remote executor imports them when it starts', () => {
+    const importers = files
+      .filter(({ text }) => /from '(bullmq|ioredis)'|import\('(bullmq|ioredis)'\)/.test(text))
+      .map(({ name }) => name)
+      .sort();
+    for (const name of importers)
+      assert.match(name, /executors[\\/](remote|chunk-runner)/, `${name} imports bullmq or ioredis`);
+    for (const { name, text } of files) {
+      assert.doesNotMatch(
+        text,
+        /^import (?!type )[^;]*from '(bullmq|ioredis)'/m,
+        `${name} loads bullmq or ioredis with itself`,
+      );
+    }
+  });
+
   it('keeps the scheduler free of workers: it imports no executor implementation', () => {
     for (const { name, text } of files.filter(({ name }) => name.includes(`${join('parmap', 'scheduler')}`))) {
       assert.doesNotMatch(
@@ -56,7 +72,8 @@ describe('layers and dependencies', () => {
   });
 
   it('defines every message between the two sides in one module', () => {
-    const messageTypes = /export (type|interface) (ChunkRequest|ChunkReply|WorkerEvent|CallSetup|ThreadStart)\b/;
+    const messageTypes =
+      /export (type|interface) (ChunkRequest|ChunkReply|WorkerEvent|CallSetup|ThreadStart|Remote(CallRecord|ChunkJob|ChunkResult|Outcome))\b/;
     const definers = files.filter(({ text }) => messageTypes.test(text)).map(({ name }) => name);
     assert.deepEqual(definers, [join('parmap', 'protocol.ts')]);
   });

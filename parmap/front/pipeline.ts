@@ -7,18 +7,12 @@
  * restart threads), stopped when the run ends, however it ends. One board shows every step.
  */
 import { availableParallelism } from 'node:os';
-import { AbortError, describeValue, nameStage } from '../errors.js';
+import { AbortError, describeValue } from '../errors.js';
 import { WorkerHost } from '../executors/worker-host.js';
 import type { StageKind } from '../job.js';
 import { KeyGroups, KeyReducer } from '../scheduler/grouping.js';
-import {
-  type BoardOutput,
-  BoardRow,
-  type Ending,
-  PipelineBoard,
-  type ProgressStream,
-  ProgressTracker,
-} from '../scheduler/progress.js';
+import { endingOf, KeyedStepIterator } from '../scheduler/keyed-step.js';
+import { type BoardOutput, BoardRow, type Ending, PipelineBoard, type ProgressStream } from '../scheduler/progress.js';
 import { LazyResult, type ParmapResult } from '../scheduler/result.js';
 import type { Placement } from './call.js';
 import type { StepCall } from './call-types.js';
@@ -527,11 +521,6 @@ class PipelineRun {
   }
 }
 
-/** How a run ended, from the error it ended with. */
-function endingOf(error: unknown): Ending {
-  return error instanceof AbortError ? 'aborted' : 'failed';
-}
-
 async function collectRun(run: PipelineRun): Promise<unknown[]> {
   let ending: Ending = 'failed';
   try {
@@ -586,110 +575,4 @@ function isIterable(value: unknown): value is Items {
     candidate !== undefined &&
     (typeof candidate[Symbol.iterator] === 'function' || typeof candidate[Symbol.asyncIterator] === 'function')
   );
-}
-
-// ---------------------------------------------------------------------------------------------
-// groupByKey and reduceByKey: read all the input, then hand out what was folded
-
-/** What a keyed step folds its pairs into. */
-interface Fold {
-  add(item: unknown, index: number): Promise<void> | undefined | void;
-  entries(): Iterator<unknown>;
-  readonly held: number;
-}
-
-/** Counts reach the board in batches: the step reads items one at a time. */
-const COUNT_BATCH = 1024;
-
-/**
- * A keyed step as an iterator: its first `next()` reads every item of its input into the fold,
- * then each `next()` hands out one entry. `return()` closes the input at once (an earlier step's
- * workers stop with it).
- */
-class KeyedStepIterator implements AsyncIterableIterator<unknown> {
-  readonly input: Iterator<unknown> | AsyncIterator<unknown>;
-  private readonly sync: boolean;
-  private entries: Iterator<unknown> | undefined;
-  private filling: Promise<void> | undefined;
-  private closed = false;
-
-  constructor(
-    items: Items,
-    private readonly fold: Fold,
-    private readonly step: {
-      readonly name: string;
-      readonly row: BoardRow;
-      readonly total: number | undefined;
-      readonly signal: AbortSignal;
-    },
-  ) {
-    this.sync = typeof (items as Iterable<unknown>)[Symbol.iterator] === 'function';
-    this.input = this.sync
-      ? (items as Iterable<unknown>)[Symbol.iterator]()
-      : (items as AsyncIterable<unknown>)[Symbol.asyncIterator]();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterableIterator<unknown> {
-    return this;
-  }
-
-  async next(): Promise<IteratorResult<unknown>> {
-    this.filling ??= this.fill();
-    await this.filling;
-    if (this.closed || this.entries === undefined) return { done: true, value: undefined };
-    return this.entries.next();
-  }
-
-  async return(value?: unknown): Promise<IteratorResult<unknown>> {
-    this.closed = true;
-    await Promise.resolve(this.input.return?.()).catch(() => undefined);
-    return { done: true, value };
-  }
-
-  private async fill(): Promise<void> {
-    const { name, row, total, signal } = this.step;
-    const tracker = (await ProgressTracker.start({
-      progress: { label: name, stream: row.sink },
-      total,
-    })) as ProgressTracker;
-    let ending: Ending = 'failed';
-    let index = 0;
-    let uncounted = 0;
-    try {
-      for (;;) {
-        if (signal.aborted) throw new AbortError(signal.reason);
-        const step = this.sync ? (this.input as Iterator<unknown>).next() : await this.input.next();
-        if (this.closed || step.done === true) break;
-        const folding = this.foldIn(step.value, index++);
-        if (folding !== undefined) await folding;
-        if (++uncounted === COUNT_BATCH) {
-          tracker.add(uncounted);
-          uncounted = 0;
-        }
-      }
-      ending = this.closed ? 'stopped' : 'done';
-      this.entries = this.fold.entries();
-    } catch (error) {
-      ending = endingOf(error);
-      throw error;
-    } finally {
-      tracker.add(uncounted);
-      tracker.finish(ending);
-    }
-  }
-
-  /** Folds one item in; its failures name this step. */
-  private foldIn(item: unknown, index: number): Promise<void> | undefined {
-    try {
-      const folding = this.fold.add(item, index);
-      return folding === undefined ? undefined : folding.catch((error: unknown) => this.named(error));
-    } catch (error) {
-      return this.named(error);
-    }
-  }
-
-  private named(error: unknown): never {
-    nameStage(error, this.step.name);
-    throw error;
-  }
 }
