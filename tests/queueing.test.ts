@@ -5,12 +5,12 @@
  * worker alive runs in a Node process of its own, which must end by itself.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createPool, ParmapTaskError, parmap } from '../dist/index.js';
 import { WorkerHost } from '../dist/parmap/executors/worker-host.js';
 import { WorkerpoolExecutor } from '../dist/parmap/executors/workerpool.js';
+import { assertClean, lastJson, type Outcome, runNode } from './fixtures/child-scenario.js';
 
 const range = (count: number) => Array.from({ length: count }, (_, i) => i);
 
@@ -49,13 +49,6 @@ const entry = fileURLToPath(new URL('../dist/index.js', import.meta.url));
 const hostModule = fileURLToPath(new URL('../dist/parmap/executors/worker-host.js', import.meta.url));
 const LIMIT_MS = 20_000;
 
-interface Outcome {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly timedOut: boolean;
-}
-
 /**
  * Runs an ES module body in a fresh Node process, killed past the limit. It has parmap's exports,
  * `range`, `queued()` (chunks queued on threads' ports so far) and `lostQueued()` (queued chunks
@@ -78,39 +71,14 @@ WorkerHost.prototype.loseQueued = function (worker) {
 const queued = () => queuedCount;
 const lostQueued = () => lostCount;
 ${body}`;
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => {
-      stdout += text;
-    });
-    child.stderr.setEncoding('utf8').on('data', (text: string) => {
-      stderr += text;
-    });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, LIMIT_MS);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout: stdout.trim(), stderr: stderr.trim(), timedOut });
-    });
-  });
+  return runNode(['--input-type=module', '-e', script], { limitMs: LIMIT_MS });
 }
 
 /** The last line of stdout as JSON, once the process has ended by itself with status 0. */
 async function report<T = Record<string, unknown>>(body: string): Promise<T> {
   const outcome = await scenario(body);
-  if (outcome.timedOut || outcome.status !== 0) {
-    throw new Error(
-      `the scenario ${outcome.timedOut ? 'hung and was killed' : `exited with ${outcome.status}`}\n` +
-        `stdout: ${outcome.stdout.slice(-2000)}\nstderr: ${outcome.stderr.slice(-2000)}`,
-    );
-  }
-  const lines = outcome.stdout.split('\n');
-  return JSON.parse(lines[lines.length - 1] as string) as T;
+  assertClean(outcome);
+  return lastJson(outcome) as T;
 }
 
 describe('queueing: results', () => {
