@@ -9,7 +9,7 @@ import { handWrittenPool } from './reference.js';
 import { Table, throughputTarget } from './report.js';
 
 /** Deterministic busy work: `loops` rounds of integer arithmetic. */
-function spin(loops: number): number {
+export function spin(loops: number): number {
   let acc = 0;
   for (let i = 0; i < loops; i++) acc = (acc * 31 + i) % 1000003;
   return acc;
