@@ -200,11 +200,13 @@ describe('parmap worker: its command line', () => {
       },
     );
     assert.deepEqual(parseCommandLine(['worker', '--help']), { kind: 'workerHelp' });
+    const fromEnv = parseCommandLine(['worker'], { PARMAP_REDIS: 'redis://:pw@h:2' });
+    assert.equal(fromEnv.kind === 'worker' && fromEnv.where, 'redis://:***@h:2', 'the URL may come from PARMAP_REDIS');
   });
 
   it('names the mistake', () => {
     const cases: [string[], RegExp][] = [
-      [['worker'], /needs --redis <url>/],
+      [['worker'], /needs --redis <url> \(or PARMAP_REDIS\)/],
       [['worker', '--redis', 'http://h'], /--redis expects a URL/],
       [['worker', '--redis', 'redis://h', '-n', '0'], /-n expects a whole number, at least 1/],
       [['worker', '--redis', 'redis://h', '--lock-ms', '5'], /--lock-ms expects a whole number, at least 100/],

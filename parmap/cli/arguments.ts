@@ -72,11 +72,14 @@ type OptionName = keyof typeof OPTIONS;
 
 const ON_ERROR_MODES: readonly OnErrorMode[] = ['throw', 'return', 'skip'];
 
-/** Reads the arguments after `parmap` (as `process.argv.slice(2)`). Throws a {@link UsageError}. */
-export function parseCommandLine(argv: readonly string[]): Command {
+/**
+ * Reads the arguments after `parmap` (as `process.argv.slice(2)`); `env` is read by the worker
+ * command only. Throws a {@link UsageError}.
+ */
+export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Command {
   // A subcommand is recognised by the first argument and read by a function of its own; anything
   // else is the map command.
-  if (argv[0] === 'worker') return parseWorkerCommand(argv.slice(1));
+  if (argv[0] === 'worker') return parseWorkerCommand(argv.slice(1), env);
   return parseMapCommand(argv);
 }
 

@@ -17,7 +17,7 @@ let serving = false;
 /** Runs one command line to its end; returns the exit code. */
 async function run(argv: readonly string[], io: CommandIo): Promise<number> {
   try {
-    const command: Command = parseCommandLine(argv);
+    const command: Command = parseCommandLine(argv, process.env);
     switch (command.kind) {
       case 'help':
         io.stdout.write(HELP);

@@ -30,8 +30,14 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-/** Reads the arguments after `parmap worker`. Throws a {@link UsageError}. */
-export function parseWorkerCommand(argv: readonly string[]): WorkerCommand | { readonly kind: 'workerHelp' } {
+/**
+ * Reads the arguments after `parmap worker`; the Redis may come from `PARMAP_REDIS` instead of
+ * `--redis` (which the host's process list shows, password and all). Throws a {@link UsageError}.
+ */
+export function parseWorkerCommand(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+): WorkerCommand | { readonly kind: 'workerHelp' } {
   let values: { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean };
   let positionals: string[];
   try {
@@ -42,16 +48,18 @@ export function parseWorkerCommand(argv: readonly string[]): WorkerCommand | { r
   if (values.help === true) return { kind: 'workerHelp' };
   if (positionals.length > 0)
     throw new UsageError(`parmap worker takes no arguments, got ${quote(positionals[0] ?? '')}`);
-  if (values.redis === undefined) {
-    throw new UsageError('parmap worker needs --redis <url>, the Redis that callers use: --redis redis://host:6379');
+  const redis = values.redis ?? (env.PARMAP_REDIS || undefined);
+  if (redis === undefined) {
+    throw new UsageError(
+      'parmap worker needs --redis <url> (or PARMAP_REDIS), the Redis that callers use: --redis redis://host:6379',
+    );
   }
   let target: ReturnType<typeof checkRedis>;
   try {
-    target = checkRedis(values.redis);
+    target = checkRedis(redis);
   } catch {
-    throw new UsageError(
-      `--redis expects a URL such as redis://host:6379 (rediss:// for TLS), got ${quote(values.redis)}`,
-    );
+    const flag = values.redis === undefined ? 'PARMAP_REDIS' : '--redis';
+    throw new UsageError(`${flag} expects a URL such as redis://host:6379 (rediss:// for TLS), got ${quote(redis)}`);
   }
   const prefix = values.prefix ?? 'parmap';
   if (!/^[\w.-]+$/.test(prefix))
@@ -91,6 +99,8 @@ finishes the chunks it runs, then exits.
 Environment
   PARMAP_SECRET       required: the secret that signs what callers send, the same on every
                       caller and worker. A chunk not signed with it is refused, and logged.
+  PARMAP_REDIS        the Redis URL, in place of --redis (which the host's process list shows,
+                      password and all)
 
 Each call served is logged on stderr when it ends: its queue, its function's hash, its chunks
 and how many failed.

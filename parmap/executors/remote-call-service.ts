@@ -7,7 +7,7 @@ import { ParmapRemoteError } from '../errors.js';
 import type { RemoteChunkResult } from '../protocol.js';
 import type { Payload } from '../transfer.js';
 import { ChunkRunner } from './chunk-runner.js';
-import type { WorkerEnding } from './executor.js';
+import type { ChunkOutcome, WorkerEnding } from './executor.js';
 import type { ServeOptions } from './remote-serve.js';
 import { chunkResult, readChunkJob, toRemoteOutcome } from './remote-wire.js';
 import { WorkerHost } from './worker-host.js';
@@ -16,6 +16,8 @@ import { WorkerpoolExecutor } from './workerpool.js';
 export interface ServedCall {
   readonly name: string;
   readonly hash: string;
+  /** The hash of the function's text: the same for every call of it (the log names it). */
+  readonly fnHash: string;
   /** The call's set-up, ready for threads; `undefined` when it was refused (not signed with our secret). */
   readonly setup: Payload | undefined;
   readonly workerType: 'thread' | 'process';
@@ -35,6 +37,8 @@ export class CallService {
   private readonly runner: ChunkRunner;
   private readonly executor: WorkerpoolExecutor | undefined;
   private readonly bull: Promise<BullWorker>;
+  /** What the chunks still here get when the call ends: nobody reads it, and it is not counted. */
+  private readonly ended: ChunkOutcome = { kind: 'failed', error: new ParmapRemoteError('the call ended') };
 
   constructor(private readonly call: ServedCall) {
     const { name, setup, workerType, maxMemory, worker } = call;
@@ -103,6 +107,7 @@ export class CallService {
     this.active++;
     try {
       const outcome = await this.runner.run(chunk.start, chunk.items);
+      if (outcome === this.ended) return chunkResult(worker.secret, name, id, toRemoteOutcome(outcome));
       this.chunks++;
       if (outcome.kind !== 'done' || (outcome.failures?.length ?? 0) > 0) this.failures++;
       return chunkResult(worker.secret, name, id, toRemoteOutcome(outcome));
@@ -117,12 +122,12 @@ export class CallService {
    */
   async close(finish: boolean): Promise<void> {
     const bull = await this.bull;
-    if (!finish) this.runner.end({ kind: 'failed', error: new ParmapRemoteError('the call ended') });
+    if (!finish) this.runner.end(this.ended);
     await bull.close(!finish);
     await this.executor?.close();
-    const { name, hash, worker } = this.call;
+    const { name, fnHash, worker } = this.call;
     const failed = this.failures === 0 ? '' : `, ${this.failures} failed`;
-    worker.log(`call ${name} fn ${hash.slice(0, 12)}: ${this.chunks} chunk${this.chunks === 1 ? '' : 's'}${failed}`);
+    worker.log(`call ${name} fn ${fnHash.slice(0, 12)}: ${this.chunks} chunk${this.chunks === 1 ? '' : 's'}${failed}`);
   }
 }
 

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Redis as RedisClient } from 'ioredis';
-import type { RemoteCallRecord } from '../protocol.js';
+import type { CallSetup, FunctionRef, RemoteCallRecord } from '../protocol.js';
 import { encode, fromBytes } from '../transfer.js';
 import { setWorkerBudget } from './budget.js';
 import { CallService } from './remote-call-service.js';
@@ -133,11 +133,13 @@ class RemoteWorker {
     const valid =
       hashOf(setup) === record.hash &&
       verify(this.options.secret, ['setup', name, record.hash, setup], record.signature);
+    // A set-up that is not signed with this secret is never decoded: its chunks are refused.
+    const decoded = valid ? (fromBytes(setup) as CallSetup) : undefined;
     const service = new CallService({
       name,
       hash: record.hash,
-      // A set-up that is not signed with this secret is never decoded: its chunks are refused.
-      setup: valid ? encode(fromBytes(setup)) : undefined,
+      fnHash: decoded === undefined ? record.hash : functionHash(decoded.fn),
+      setup: decoded === undefined ? undefined : encode(decoded),
       workerType: record.workerType === 'process' ? 'process' : 'thread',
       timeout: record.timeout ? Number(record.timeout) : undefined,
       maxMemory: record.maxMemory ? Number(record.maxMemory) : undefined,
@@ -201,4 +203,9 @@ class RemoteWorker {
     })();
     return this.stopping;
   }
+}
+
+/** What the log names a call's function by: a hash of its text (or module and export), the same for every call of it. */
+function functionHash(fn: FunctionRef): string {
+  return hashOf(Buffer.from(fn.kind === 'source' ? fn.body : `${fn.specifier}#${fn.exportName}`));
 }

@@ -317,6 +317,11 @@ function checkWorkerStep(
   }
   const { label, ...rest } = options;
   checkLabel(label);
+  if ('backend' in rest) {
+    throw new TypeError(
+      `\`backend\` does not go with a pipeline, whose steps share threads of this process: chain parmap() calls, each with its backend, instead of .${kind}()`,
+    );
+  }
   for (const key of ['progress', 'n', 'workerType', 'maxMemory']) {
     if (key in rest) {
       throw new TypeError(
