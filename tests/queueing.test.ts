@@ -639,6 +639,29 @@ describe('queueing: threads that end with chunks queued on them', () => {
   });
 });
 
+describe('queueing: a single busy worker', () => {
+  it('a chunk queued behind an item that times out on the only thread runs once the thread is replaced', async () => {
+    // With no other thread free, the queued chunk must not be taken back: handed to workerpool
+    // then, it waited for an exec that never came, and the call hung.
+    const outcome = await report(`
+      const pool = createPool({ n: 1 });
+      const runs = [];
+      try {
+        for (let round = 0; round < 4; round++) {
+          const returned = await pool.map((x) => { if (x === 4) for (;;); return x * 2; }, range(10),
+            { timeout: 300, chunksize: 1, onError: 'return', signal: AbortSignal.timeout(15_000) });
+          runs.push(returned.map((v) => (typeof v === 'number' ? v : v.name)));
+        }
+      } finally {
+        await pool.close();
+      }
+      console.log(JSON.stringify({ runs, queued: queued() > 0 }));
+    `);
+    const expected = range(10).map((x) => (x === 4 ? 'ParmapTimeoutError' : x * 2));
+    assert.deepEqual(outcome, { runs: [expected, expected, expected, expected], queued: true });
+  });
+});
+
 describe('queueing: pipelines', () => {
   it('steps share the threads, each queuing only behind its own chunks; results and errors name the right step and item', async () => {
     const outcome = await report(`

@@ -98,6 +98,11 @@ export interface ExecutorListener {
 export interface Executor {
   /** How many chunks may be in flight at once right now (it may grow as workers are granted). */
   readonly capacity: number;
+  /**
+   * How many workers run chunks at once, when it is not the call's `n`: remote workers come and
+   * go, and the scheduler reads ahead for each of them.
+   */
+  readonly workers?: number | undefined;
   /** There is work ready while `capacity` is 0: get workers (they come with `capacityChanged`). */
   want(): void;
   /** Runs a chunk; its outcome comes to the listener, asynchronously, exactly once. */

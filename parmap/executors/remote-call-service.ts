@@ -3,6 +3,7 @@
  * processes) of this host that run its chunks through the same executor as a local call.
  */
 import type { Job as BullJob, Worker as BullWorker } from 'bullmq';
+import type { Redis as RedisClient } from 'ioredis';
 import { ParmapRemoteError } from '../errors.js';
 import type { RemoteChunkResult } from '../protocol.js';
 import type { Payload } from '../transfer.js';
@@ -120,15 +121,33 @@ export class CallService {
    * Stops serving the call. `finish`: the worker is stopping, so running chunks finish and are
    * answered first; otherwise the call has ended and they are abandoned.
    */
-  async close(finish: boolean): Promise<void> {
+  async close(finish: boolean, client: RedisClient): Promise<void> {
     const bull = await this.bull;
     if (!finish) this.runner.end(this.ended);
     await bull.close(!finish);
     await this.executor?.close();
+    if (!finish) await sweep(client, bull);
     const { name, fnHash, worker } = this.call;
     const failed = this.failures === 0 ? '' : `, ${this.failures} failed`;
     worker.log(`call ${name} fn ${fnHash.slice(0, 12)}: ${this.chunks} chunk${this.chunks === 1 ? '' : 's'}${failed}`);
   }
+}
+
+/**
+ * Removes what this worker's BullMQ worker wrote to the queue of a call that has ended, after the
+ * caller removed the queue: its check for stalled chunks writes the queue's meta data and a
+ * marker while it runs. Only once the queue is gone (no job ids, no events), in one step, so a
+ * queue still being removed (which needs its meta data) is left alone.
+ */
+async function sweep(client: RedisClient, bull: BullWorker): Promise<void> {
+  await client.eval(
+    "if redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then return redis.call('DEL', KEYS[3], KEYS[4]) end return 0",
+    4,
+    bull.toKey('id'),
+    bull.toKey('events'),
+    bull.toKey('meta'),
+    bull.toKey('stalled-check'),
+  );
 }
 
 function describeEnding(ending: WorkerEnding): string {

@@ -172,7 +172,7 @@ class RemoteWorker {
     if (service === undefined) return;
     this.calls.delete(name);
     try {
-      await service.close(why === 'stopping');
+      await service.close(why === 'stopping', this.client as RedisClient);
     } catch (error) {
       this.options.log(
         `call ${name}: could not stop cleanly: ${error instanceof Error ? error.message : String(error)}`,

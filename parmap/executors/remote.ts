@@ -78,6 +78,11 @@ export class RemoteExecutor implements Executor {
     this.opening = this.open().catch((error: unknown) => this.fail(error));
   }
 
+  /** Worker threads alive, as the workers say: the scheduler reads ahead for each. */
+  get workers(): number {
+    return Math.max(1, this.slots);
+  }
+
   get capacity(): number {
     if (this.connected === undefined || this.closing !== undefined) return 0;
     // With no worker yet, a few chunks wait in the queue for the first to come.

@@ -341,6 +341,10 @@ export class WorkerHost {
   private takeBackWaiting(): void {
     const now = performance.now();
     for (const chunk of this.inFlight) {
+      // Taken back, a chunk goes to a free worker; with none, it would wait in workerpool's queue,
+      // which a worker that ends does not move on (only the next `exec` does). It stays queued on
+      // its thread instead, and is sent again if that thread ends.
+      if (this.busy >= this.granted) break;
       const { progress } = chunk.request;
       if (progress === undefined || chunk.sentAt === undefined || now - chunk.sentAt < TAKE_BACK_AFTER_MS) continue;
       // A task workerpool holds until a thread is free is on no thread yet; a queued chunk is on

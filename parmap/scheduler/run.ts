@@ -149,7 +149,7 @@ export class CallRun<R> implements ChunkRun<R> {
       this.bufferRoom() > 0 &&
       // Per worker, not per slot: an executor that queues chunks behind running ones (threads,
       // short work) has more slots than workers, and must not read further ahead for it.
-      this.unconsumed < Math.max(Math.min(capacity, this.job.n), 1) * (1 + WAITING_PER_SLOT);
+      this.unconsumed < Math.max(Math.min(capacity, this.executor?.workers ?? this.job.n), 1) * (1 + WAITING_PER_SLOT);
     // Workers are asked for only by a call with something to send: one whose caller has stopped
     // reading holds none, so it cannot take them from calls that are being read.
     if (open && capacity === 0) this.executor?.want();
