@@ -32,7 +32,7 @@ import {
 import { chunkJob, toBase64 } from '../dist/parmap/executors/remote-wire.js';
 import type { RemoteBackendOptions } from '../dist/parmap/front/backend.js';
 import { toBytes } from '../dist/parmap/transfer.js';
-import { assertClean, entry, lastJson, type Outcome, runScenario } from './fixtures/child-scenario.js';
+import { assertClean, entry, lastJson, type Outcome, runNode, runScenario } from './fixtures/child-scenario.js';
 import {
   cli,
   hasRedisServer,
@@ -165,30 +165,12 @@ function temporaryDir(): string {
 }
 
 /** Runs `node cli args` with `env` (and no PARMAP_SECRET or PARMAP_REDIS unless given), killed past the limit. */
-function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<Outcome> {
+function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<Outcome> {
   const { PARMAP_SECRET: _secret, PARMAP_REDIS: _redis, ...inherited } = process.env;
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...inherited, ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (data: string) => {
-      stdout += data;
-    });
-    child.stderr.setEncoding('utf8').on('data', (data: string) => {
-      stderr += data;
-    });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, CHILD_MS);
-    child.on('close', (status, signal) => {
-      clearTimeout(timer);
-      resolve({ status, signal, stdout, stderr, timedOut });
-    });
+  return runNode([cli, ...args], {
+    env: { ...inherited, ...env },
+    limitMs: CHILD_MS,
+    ...(input === undefined ? {} : { input }),
   });
 }
 
@@ -386,6 +368,16 @@ describe('remote backend: calls on parmap worker processes through Redis', { ski
   }
 
   describe('results are those of Array.map', () => {
+    it('the command line runs lines on the workers with --redis', async () => {
+      const input = `${range(50).join('\n')}\n`;
+      const outcome = await runCli(['--redis', redis?.url as string, 'n => n * 2'], { PARMAP_SECRET: SECRET }, input);
+      assert.equal(outcome.status, 0, outcome.stderr);
+      assert.equal(outcome.stdout, range(50).map(twice).join('\n'));
+      const refused = await runCli(['--redis', redis?.url as string, 'n => n'], {}, '1\n');
+      assert.equal(refused.status, 2);
+      assert.match(refused.stderr, /--redis needs PARMAP_SECRET/);
+    });
+
     it('in input order, and as they come with ordered: false', async () => {
       const items = range(300);
       const expected = items.map((x) => x * x + 1);
