@@ -44,6 +44,6 @@ export interface Job {
   readonly teardown: ((value: never) => unknown) | FunctionFromModule | undefined;
   /** Where chunks run when not on this process's workers: `parmap worker` processes, through Redis. */
   readonly remote: RemoteJob | undefined;
-  /** Throws a TypeError naming the item when it has the wrong shape for `star` / `kwstar`. */
-  readonly checkItem: (item: unknown, index: number) => void;
+  /** Throws a TypeError naming the item when it has the wrong shape for `star` / `kwstar`; else none. */
+  readonly checkItem: ((item: unknown, index: number) => void) | undefined;
 }

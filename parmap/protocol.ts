@@ -66,16 +66,34 @@ export interface ChunkRequest {
   /** The encoded {@link CallSetup}, attached while some worker may not have it yet. */
   readonly setup: Payload | undefined;
   readonly items: Payload;
-  /**
-   * Threads only: shared with the main side. `[0]` counts the items of this chunk that have
-   * started, `[1]` holds the thread's id, so the main side knows what runs where; the main side
-   * sets `[2]` to 1 when the chunk is no longer wanted: the thread stops after its current item,
-   * or skips the chunk if it has not started it; the thread sets it to 2 as it starts the chunk,
-   * so a chunk taken back before that (compare-and-exchange from 0 to 1) never runs.
-   * `[3]` is 0 while items run one at a time; once they overlap (`concurrency`), it holds the place
-   * of the oldest item still running, plus 1.
-   */
+  /** Threads only: the chunk's marks ({@link newChunkMarks}), shared with the main side. */
   readonly progress: Int32Array | undefined;
+}
+
+/**
+ * Where a chunk has got, as four int32 marks. A thread shares them with the main side; a process
+ * or the in-thread run keeps its own. Items write and read them as plain memory, so the hot loop
+ * calls nothing but fn.
+ * - `STARTED`: how many items of the chunk have started.
+ * - `THREAD`: the id of the thread that took the chunk, so the main side knows what runs where.
+ * - `CLAIM`: set to `CANCELLED` by the main side when the chunk is no longer wanted (the run
+ *   stops after its current item, or skips a chunk it has not started); set to `CLAIMED` by the
+ *   thread as it starts the chunk, so a chunk taken back before that (compare-and-exchange from
+ *   `UNCLAIMED` to `CANCELLED`) never runs.
+ * - `OLDEST`: 0 while items run one at a time; once they overlap (`concurrency`), the place of the
+ *   oldest item still running, plus 1.
+ */
+export const MARK_STARTED = 0;
+export const MARK_THREAD = 1;
+export const MARK_CLAIM = 2;
+export const MARK_OLDEST = 3;
+export const UNCLAIMED = 0;
+export const CANCELLED = 1;
+export const CLAIMED = 2;
+
+/** Marks for one chunk; `shared` for a thread's chunk, which the main side reads as it runs. */
+export function newChunkMarks(shared: boolean): Int32Array {
+  return shared ? new Int32Array(new SharedArrayBuffer(16)) : new Int32Array(4);
 }
 
 /** An item of a chunk that failed while the chunk went on (`onError: 'return'`). */

@@ -30,7 +30,43 @@ export interface PlainPayload {
   readonly size: number;
 }
 
-export type Payload = EncodedPayload | PlainPayload;
+/** A list of numbers only, packed into one block of bytes: see {@link encodeList}. */
+export interface NumbersPayload {
+  readonly numbers: Float64Array;
+}
+
+export type Payload = EncodedPayload | PlainPayload | NumbersPayload;
+
+/** Shorter lists of numbers are not worth a buffer of their own. */
+const PACK_AT_LEAST = 64;
+
+/**
+ * Wraps a chunk's items or results. A list of numbers only, the commonest chunk, crosses as one
+ * Float64Array rather than as a value each: structured clone writes and reads every element with
+ * a tag of its own, which on 2M numbers cost the main thread several times the packing. Every
+ * number comes back the same (-0, NaN and the infinities too); any other element leaves the list
+ * to {@link encode}.
+ */
+export function encodeList(values: readonly unknown[]): Payload {
+  if (values.length >= PACK_AT_LEAST && Object.getPrototypeOf(values) === Array.prototype) {
+    const numbers = packNumbers(values);
+    if (numbers !== undefined) return { numbers };
+  }
+  return encode(values);
+}
+
+function packNumbers(values: readonly unknown[]): Float64Array | undefined {
+  for (let i = 0; i < values.length; i++) if (typeof values[i] !== 'number') return undefined;
+  const numbers = new Float64Array(values.length);
+  for (let i = 0; i < values.length; i++) numbers[i] = values[i] as number;
+  return numbers;
+}
+
+function unpackNumbers(numbers: Float64Array): number[] {
+  const values = new Array<number>(numbers.length);
+  for (let i = 0; i < numbers.length; i++) values[i] = numbers[i] as number;
+  return values;
+}
 
 /** Wraps `value` for the trip. Throws (as structured clone would) when a value cannot be sent. */
 export function encode(value: unknown): Payload {
@@ -46,6 +82,7 @@ export function encode(value: unknown): Payload {
 /** Unwraps a payload made by {@link encode}. */
 export function decode(payload: Payload): unknown {
   if ('plain' in payload) return payload.plain;
+  if ('numbers' in payload) return unpackNumbers(payload.numbers);
   const deserializer = new ViewDeserializer(payload.bytes, payload.shared ?? []);
   deserializer.readHeader();
   return deserializer.readValue();
@@ -75,7 +112,8 @@ export function fromBytes(bytes: Uint8Array): unknown {
 
 /** About how many bytes a payload takes on its way. */
 export function payloadSize(payload: Payload): number {
-  return 'plain' in payload ? payload.size : payload.bytes.byteLength;
+  if ('plain' in payload) return payload.size;
+  return 'numbers' in payload ? payload.numbers.byteLength : payload.bytes.byteLength;
 }
 
 /** The buffers a payload can hand over instead of copying (threads only). */
@@ -83,7 +121,7 @@ export function transferList(payloads: readonly (Payload | undefined)[]): ArrayB
   const list: ArrayBuffer[] = [];
   for (const payload of payloads) {
     if (payload === undefined || 'plain' in payload) continue;
-    const { bytes } = payload;
+    const bytes = 'numbers' in payload ? payload.numbers : payload.bytes;
     // Only a buffer the bytes own whole: a view into a larger one would hand that one over.
     if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) {
       list.push(bytes.buffer as ArrayBuffer);
@@ -121,10 +159,17 @@ function plainSize(value: unknown, depth: number): number | undefined {
   let size = 8;
   if (Array.isArray(value)) {
     if (prototype !== Array.prototype) return undefined;
+    // Numbers and strings, the usual items, are sized here rather than by a call each: a chunk
+    // of numbers is checked in half the time.
     for (let i = 0; i < value.length; i++) {
-      const part = plainSize(value[i], depth + 1);
-      if (part === undefined) return undefined;
-      size += part;
+      const part: unknown = value[i];
+      if (typeof part === 'number') size += 9;
+      else if (typeof part === 'string') size += part.length + 5;
+      else {
+        const partSize = plainSize(part, depth + 1);
+        if (partSize === undefined) return undefined;
+        size += partSize;
+      }
     }
     // Holes and other own properties travel as the serializer would carry them: it is the same one.
     return size;

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { CANCELLED, MARK_CLAIM, MARK_OLDEST, MARK_STARTED, newChunkMarks } from '../dist/parmap/protocol.js';
 import { type ItemsRun, runItems } from '../dist/parmap/worker/chunk.js';
 
 /** An async fn whose calls wait until the test settles them, in any order it likes. */
@@ -39,10 +40,15 @@ function heldCalls() {
 
 const items = (count: number) => Array.from({ length: count }, (_, i) => i);
 
+/** Runs a chunk with marks of its own, unless the test gives some to look at. */
+function run(chunk: readonly unknown[], options: Omit<ItemsRun, 'marks'> & { marks?: Int32Array }) {
+  return runItems(chunk, { marks: newChunkMarks(false), ...options });
+}
+
 describe('runItems', () => {
   it('runs a sync fn one item at a time, in order, whatever the concurrency', async () => {
     const order: number[] = [];
-    const outcome = await runItems(items(5), {
+    const outcome = await run(items(5), {
       invoke: (x) => (x as number) * 2,
       onError: 'throw',
       onStart: (at) => order.push(at),
@@ -56,7 +62,7 @@ describe('runItems', () => {
 
   it('keeps up to `concurrency` async items in flight, and their results in input order', async () => {
     const held = heldCalls();
-    const running = runItems(items(10), { invoke: held.invoke, onError: 'throw', concurrency: 4 });
+    const running = run(items(10), { invoke: held.invoke, onError: 'throw', concurrency: 4 });
     await held.settle();
     assert.equal(held.calls.length, 4, 'four start at once');
     // Finish them newest first: results still land in their places, and new items start.
@@ -76,7 +82,7 @@ describe('runItems', () => {
 
   it('runs async items one after another with concurrency 1', async () => {
     const held = heldCalls();
-    const running = runItems(items(3), { invoke: held.invoke, onError: 'throw', concurrency: 1 });
+    const running = run(items(3), { invoke: held.invoke, onError: 'throw', concurrency: 1 });
     for (let i = 0; i < 3; i++) {
       await held.settle();
       assert.equal(held.calls.length, i + 1);
@@ -89,7 +95,7 @@ describe('runItems', () => {
   it('reports the oldest item still running as it changes', async () => {
     const held = heldCalls();
     const oldest: number[] = [];
-    const running = runItems(items(4), {
+    const running = run(items(4), {
       invoke: held.invoke,
       onError: 'throw',
       concurrency: 4,
@@ -110,7 +116,7 @@ describe('runItems', () => {
 
   it("with onError 'throw', starts nothing more, waits for what runs, and names the first failing item", async () => {
     const held = heldCalls();
-    const running = runItems(items(10), { invoke: held.invoke, onError: 'throw', concurrency: 4 });
+    const running = run(items(10), { invoke: held.invoke, onError: 'throw', concurrency: 4 });
     await held.settle();
     held.calls[3]?.reject(new Error('three'));
     held.calls[0]?.resolve('zero');
@@ -127,16 +133,16 @@ describe('runItems', () => {
   });
 
   it("with onError 'return', records every failure in input order and runs every item", async () => {
-    const run: ItemsRun = {
-      invoke: async (x) => {
+    const options = {
+      invoke: async (x: unknown) => {
         await null;
         if ((x as number) % 3 === 0) throw new Error(`bad ${x}`);
         return x;
       },
-      onError: 'return',
+      onError: 'return' as const,
       concurrency: 4,
     };
-    const outcome = await runItems(items(7), run);
+    const outcome = await run(items(7), options);
     assert.equal(outcome.kind, 'done');
     if (outcome.kind !== 'done') return;
     assert.deepEqual(
@@ -147,7 +153,7 @@ describe('runItems', () => {
   });
 
   it('counts a sync throw or a plain value among overlapping items like any other result', async () => {
-    const outcome = await runItems(items(4), {
+    const outcome = await run(items(4), {
       invoke: (x) => {
         if (x === 0) return Promise.resolve('async');
         if (x === 2) throw new Error('sync throw');
@@ -167,18 +173,89 @@ describe('runItems', () => {
 
   it('stops starting items once cancelled, and waits for those in flight', async () => {
     const held = heldCalls();
-    let cancelled = false;
-    const running = runItems(items(10), {
-      invoke: held.invoke,
-      onError: 'throw',
-      concurrency: 3,
-      cancelled: () => cancelled,
-    });
+    const marks = newChunkMarks(false);
+    const running = run(items(10), { invoke: held.invoke, onError: 'throw', concurrency: 3, marks });
     await held.settle();
-    cancelled = true;
+    marks[MARK_CLAIM] = CANCELLED;
     for (const call of held.calls) call.resolve(call.item);
     const outcome = await running;
     assert.equal(held.calls.length, 3);
     assert.equal(outcome.kind, 'done');
+  });
+
+  it('stops a sync fn between items once cancelled', async () => {
+    const marks = newChunkMarks(false);
+    const seen: number[] = [];
+    await run(items(10), {
+      invoke: (x) => {
+        seen.push(x as number);
+        if (x === 3) marks[MARK_CLAIM] = CANCELLED;
+        return x;
+      },
+      onError: 'throw',
+      marks,
+    });
+    assert.deepEqual(seen, [0, 1, 2, 3]);
+  });
+
+  it('keeps in its marks how many items started, which the main side reads when a worker dies', async () => {
+    const marks = newChunkMarks(true);
+    const startedWhenCalled: number[] = [];
+    const outcome = await run(items(4), {
+      invoke: (x) => {
+        startedWhenCalled.push(marks[MARK_STARTED] as number);
+        if (x === 2) throw new Error('two');
+        return x;
+      },
+      onError: 'throw',
+      marks,
+    });
+    assert.deepEqual(startedWhenCalled, [1, 2, 3], 'each item counts itself as started before fn runs');
+    assert.equal(outcome.kind, 'threw');
+    assert.equal(marks[MARK_OLDEST], 0, 'items one at a time leave the oldest mark alone');
+  });
+
+  it('marks the oldest item still running once items overlap', async () => {
+    const held = heldCalls();
+    const marks = newChunkMarks(false);
+    const running = run(items(3), { invoke: held.invoke, onError: 'throw', concurrency: 3, marks });
+    await held.settle();
+    assert.equal(marks[MARK_OLDEST], 1, 'item 0, plus 1');
+    held.calls[0]?.resolve(0);
+    await held.settle();
+    assert.equal(marks[MARK_OLDEST], 2);
+    for (const call of held.calls.slice(1)) call.resolve(call.item);
+    await running;
+  });
+
+  it("with onError 'return', a sync fn's failures are recorded and the chunk goes on", async () => {
+    const outcome = await run(items(5), {
+      invoke: (x) => {
+        if ((x as number) % 2 === 1) throw new Error(`odd ${x}`);
+        return x;
+      },
+      onError: 'return',
+    });
+    assert.equal(outcome.kind, 'done');
+    if (outcome.kind !== 'done') return;
+    assert.deepEqual([...outcome.values], [0, undefined, 2, undefined, 4]);
+    assert.deepEqual(
+      outcome.failures?.map((failure) => failure.at),
+      [1, 3],
+    );
+  });
+
+  it('awaits a promise one item at a time without concurrency, then goes on with plain values', async () => {
+    const outcome = await run(items(4), {
+      invoke: (x) => (x === 1 ? Promise.resolve('later') : x === 2 ? Promise.reject(new Error('no')) : x),
+      onError: 'return',
+    });
+    assert.equal(outcome.kind, 'done');
+    if (outcome.kind !== 'done') return;
+    assert.deepEqual([...outcome.values], [0, 'later', undefined, 3]);
+    assert.deepEqual(
+      outcome.failures?.map((failure) => failure.at),
+      [2],
+    );
   });
 });

@@ -92,6 +92,40 @@ describe('values come back as Array.map gives them', () => {
       );
     });
 
+    it(`long lists of numbers come back exactly: -0, NaN, the infinities, doubles, any chunk size (${mode.name})`, async () => {
+      const number = fc.oneof(
+        fc.double(),
+        fc.integer(),
+        fc.constantFrom(-0, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 2 ** 53, -(2 ** 31) - 1),
+      );
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(number, { minLength: 60, maxLength: 400 }),
+          fc.constantFrom<number | 'auto'>('auto', 64, 97, 1_000),
+          fc.option(fc.nat(399)),
+          async (xs, chunksize, oddOneAt) => {
+            // An item of another type anywhere makes its chunk go as values, not as packed numbers.
+            const items: unknown[] = [...xs];
+            if (oddOneAt !== null && oddOneAt < items.length) items[oddOneAt] = `odd ${oddOneAt}`;
+            const echoed = await parmap((x: unknown) => x, items, { ...mode.options, chunksize });
+            assert.deepStrictEqual(echoed, items);
+            const kinds = await parmap((x: unknown) => typeof x, items, { ...mode.options, chunksize });
+            assert.deepStrictEqual(
+              kinds,
+              items.map((x) => typeof x),
+            );
+          },
+        ),
+        { seed: 20261128, numRuns: 15 },
+      );
+    });
+
+    it(`results that are numbers for some items only come back as they are (${mode.name})`, async () => {
+      const items = Array.from({ length: 300 }, (_, i) => i);
+      const mixed = (x: number) => (x % 97 === 5 ? { x } : x % 89 === 3 ? undefined : -x);
+      assert.deepStrictEqual(await parmap(mixed, items, { ...mode.options, chunksize: 100 }), items.map(mixed));
+    });
+
     it(`items that are Buffers reach fn as Buffers (${mode.name})`, async () => {
       const items = [Buffer.from('abc'), Buffer.alloc(0), Buffer.alloc(10_000, 1), Buffer.from('abcdef').subarray(2)];
       assert.deepEqual(await parmap((x: unknown) => Buffer.isBuffer(x), items, mode.options), [true, true, true, true]);

@@ -3,7 +3,7 @@
  * thread (`n: 1`), later a remote queue. The scheduler sees only this interface: it submits
  * chunks when there is capacity, and hears back one outcome per chunk.
  */
-import type { ItemFailure } from '../protocol.js';
+import { type ItemFailure, MARK_OLDEST, MARK_STARTED } from '../protocol.js';
 
 /** Consecutive items handed to the executor as one unit; `id` is unique within a call. */
 export interface ChunkTask {
@@ -22,6 +22,13 @@ export interface ItemsStarted {
    * with `concurrency`, items from here to `started - 1` may all be running.
    */
   readonly oldest: number;
+}
+
+/** How far a chunk has got, read from its marks (see protocol.ts). */
+export function itemsStartedOf(marks: Int32Array): ItemsStarted {
+  const started = Atomics.load(marks, MARK_STARTED);
+  const oldestPlusOne = Atomics.load(marks, MARK_OLDEST);
+  return { started, oldest: oldestPlusOne > 0 ? oldestPlusOne - 1 : started - 1 };
 }
 
 /** How a worker ended while it held a chunk. */

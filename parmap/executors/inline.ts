@@ -6,11 +6,11 @@
  * `maxMemory` have no worker to act on.
  */
 import { isTimeoutError, ParmapError, ParmapTimeoutError } from '../errors.js';
-import type { CallShape, FunctionRef } from '../protocol.js';
+import { CANCELLED, type CallShape, type FunctionRef, MARK_CLAIM, MARK_STARTED, newChunkMarks } from '../protocol.js';
 import { runItems } from '../worker/chunk.js';
 import { createInvoker, isThenable, NO_CONTEXT } from '../worker/invoke.js';
 import { loadFunction, release, SetupProblem } from '../worker/prepare.js';
-import type { ChunkTask, Executor, ExecutorListener, ItemsStarted } from './executor.js';
+import { type ChunkTask, type Executor, type ExecutorListener, type ItemsStarted, itemsStartedOf } from './executor.js';
 
 type AnyFunction = (...args: unknown[]) => unknown;
 
@@ -29,12 +29,10 @@ export interface InlineCall {
   readonly concurrency: number;
 }
 
-/** The chunk running now: how far its items have got. */
+/** The chunk running now, and its marks: how far its items have got. */
 interface RunningChunk {
   readonly id: number;
-  started: number;
-  oldest: number;
-  overlapping?: boolean;
+  readonly marks: Int32Array;
 }
 
 export class InlineExecutor implements Executor {
@@ -52,7 +50,7 @@ export class InlineExecutor implements Executor {
   ) {}
 
   submit(task: ChunkTask): void {
-    const running: RunningChunk = { id: task.id, started: 0, oldest: -1 };
+    const running: RunningChunk = { id: task.id, marks: newChunkMarks(false) };
     this.running = running;
     void this.run(task, running);
   }
@@ -69,19 +67,12 @@ export class InlineExecutor implements Executor {
       if (!this.closed) this.listener.outcome(task.id, { kind: 'failed', error: setupFailure(error) });
       return;
     }
-    const timed = this.timed(invoke, task.start, running);
+    const { marks } = running;
+    if (this.closed) marks[MARK_CLAIM] = CANCELLED;
     const outcome = await runItems(task.items, {
-      invoke: timed,
+      invoke: this.timed(invoke, task.start, marks),
       onError: this.call.onError,
-      onStart: (at) => {
-        running.started = at + 1;
-        if (!running.overlapping) running.oldest = at;
-      },
-      onOldest: (at) => {
-        running.overlapping = true;
-        running.oldest = at;
-      },
-      cancelled: () => this.closed,
+      marks,
       concurrency: this.call.concurrency,
     });
     if (this.running === running) this.running = undefined;
@@ -129,15 +120,11 @@ export class InlineExecutor implements Executor {
   }
 
   /** fn, failing an item that runs past `timeout` (an async one is no longer waited for). */
-  private timed(
-    invoke: (item: unknown) => unknown,
-    start: number,
-    running: { started: number },
-  ): (item: unknown) => unknown {
+  private timed(invoke: (item: unknown) => unknown, start: number, marks: Int32Array): (item: unknown) => unknown {
     const { timeout } = this.call;
     if (timeout === undefined) return invoke;
     return (item) => {
-      const index = start + running.started - 1;
+      const index = start + (marks[MARK_STARTED] as number) - 1;
       const startedAt = performance.now();
       const value = invoke(item);
       if (performance.now() - startedAt > timeout) throw new ParmapTimeoutError(index, timeout, 1, true);
@@ -155,7 +142,7 @@ export class InlineExecutor implements Executor {
 
   started(id: number): ItemsStarted | undefined {
     const { running } = this;
-    return running?.id === id ? { started: running.started, oldest: running.oldest } : undefined;
+    return running?.id === id ? itemsStartedOf(running.marks) : undefined;
   }
 
   stop(): void {}
@@ -171,6 +158,8 @@ export class InlineExecutor implements Executor {
 
   private async shutdown(): Promise<void> {
     this.closed = true;
+    // The chunk running now stops after its current item.
+    if (this.running !== undefined) this.running.marks[MARK_CLAIM] = CANCELLED;
     await this.prepared?.catch(() => undefined);
     const context = this.context;
     this.context = undefined;

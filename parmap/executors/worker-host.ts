@@ -6,7 +6,7 @@
  */
 import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import type { ChunkReply, ChunkRequest, PortChunk, PortReply, WorkerEvent } from '../protocol.js';
-import { RUN_CHUNK } from '../protocol.js';
+import { CANCELLED, MARK_CLAIM, MARK_STARTED, MARK_THREAD, RUN_CHUNK, UNCLAIMED } from '../protocol.js';
 import { transferList } from '../transfer.js';
 import { type Lease, workerBudget } from './budget.js';
 import type { ChunkTask, WorkerEnding } from './executor.js';
@@ -349,9 +349,9 @@ export class WorkerHost {
       if (progress === undefined || chunk.sentAt === undefined || now - chunk.sentAt < TAKE_BACK_AFTER_MS) continue;
       // A task workerpool holds until a thread is free is on no thread yet; a queued chunk is on
       // its thread's port even while that thread, blocked in a synchronous call, has not read it.
-      const onThread = chunk.queued === true || Atomics.load(progress, 1) !== 0;
-      if (!onThread || Atomics.load(progress, 0) > 0) continue;
-      if (Atomics.compareExchange(progress, 2, 0, 1) !== 0) continue;
+      const onThread = chunk.queued === true || Atomics.load(progress, MARK_THREAD) !== 0;
+      if (!onThread || Atomics.load(progress, MARK_STARTED) > 0) continue;
+      if (Atomics.compareExchange(progress, MARK_CLAIM, UNCLAIMED, CANCELLED) !== UNCLAIMED) continue;
       const worker = this.workerOf(chunk);
       if (worker !== undefined) this.stalled.add(worker);
       this.forgetQueued(chunk);
@@ -403,7 +403,7 @@ export class WorkerHost {
   /** Finds the worker a chunk went to, from the id it reported. */
   workerOf(chunk: HostChunk): WorkerHandle | undefined {
     if (chunk.worker !== undefined) return chunk.worker;
-    const id = chunk.request.progress?.[1];
+    const id = chunk.request.progress?.[MARK_THREAD];
     if (id !== undefined && id !== 0) this.adoptChunk(chunk, id);
     return chunk.worker;
   }
@@ -424,7 +424,7 @@ export class WorkerHost {
    */
   cancelChunk(chunk: HostChunk): void {
     const { progress } = chunk.request;
-    if (progress !== undefined) Atomics.store(progress, 2, 1);
+    if (progress !== undefined) Atomics.store(progress, MARK_CLAIM, CANCELLED);
     this.forgetQueued(chunk);
     this.inFlight.delete(chunk);
   }
@@ -583,7 +583,7 @@ export class WorkerHost {
       if (this.graceful) {
         // It finishes its current item, then takes workerpool's stop and releases its context.
         const { progress } = chunk.request;
-        if (progress !== undefined) Atomics.store(progress, 2, 1);
+        if (progress !== undefined) Atomics.store(progress, MARK_CLAIM, CANCELLED);
         continue;
       }
       this.handles.delete(worker);

@@ -5,9 +5,17 @@
  * {@link ChunkOutcome} per chunk.
  */
 import { ParmapError, ParmapScopeError, rebuildThrown } from '../errors.js';
-import type { ChunkReply, ChunkRequest, SetupFailure } from '../protocol.js';
-import { decode, encode, type Payload, payloadSize } from '../transfer.js';
-import type { ChunkOutcome, ChunkTask, Executor, ExecutorListener, ItemsStarted, WorkerEnding } from './executor.js';
+import { type ChunkReply, type ChunkRequest, newChunkMarks, type SetupFailure } from '../protocol.js';
+import { decode, encode, encodeList, type Payload, payloadSize } from '../transfer.js';
+import {
+  type ChunkOutcome,
+  type ChunkTask,
+  type Executor,
+  type ExecutorListener,
+  type ItemsStarted,
+  itemsStartedOf,
+  type WorkerEnding,
+} from './executor.js';
 import type { WorkerHandle } from './node-workers.js';
 import { type CallChannel, type HostChunk, isWorkerTermination, type WorkerHost } from './worker-host.js';
 
@@ -89,7 +97,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     }
     let items: Payload;
     try {
-      items = encode(task.items);
+      items = encodeList(task.items);
     } catch (error) {
       const at = firstUnsendable(task.items);
       queueMicrotask(() => this.listener.outcome(task.id, { kind: 'unsendable', at, cause: error }));
@@ -107,7 +115,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
       setupId: this.options.setupId,
       setup: needsSetup ? this.options.setup : undefined,
       items,
-      progress: workerType === 'thread' ? new Int32Array(new SharedArrayBuffer(16)) : undefined,
+      progress: workerType === 'thread' ? newChunkMarks(true) : undefined,
     };
     const chunk: HostChunk = {
       request,
@@ -130,7 +138,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     if (this.chunks.get(chunk.id) !== chunk || this.closing !== undefined) return;
     this.chunks.delete(chunk.id);
     // The items again: a thread's copy was moved, not copied, the first time.
-    this.send(chunk.task, encode(chunk.task.items), false);
+    this.send(chunk.task, encodeList(chunk.task.items), false);
   }
 
   settled(chunk: HostChunk, error: unknown): void {
@@ -141,7 +149,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     if (error === undefined && reply?.kind === 'notSetUp') {
       // A worker that joined late: send the chunk again, with the set-up this time (the items
       // again too: a thread's copy was moved, not copied, the first time).
-      this.send(chunk.task, encode(chunk.task.items), true);
+      this.send(chunk.task, encodeList(chunk.task.items), true);
       return;
     }
     if (error === undefined && reply !== undefined && worker !== undefined) this.workersSetUp.add(worker.id());
@@ -298,7 +306,7 @@ const NONE_STARTED: ItemsStarted = { started: 0, oldest: -1 };
 /** What a thread shares, or a process reported, of how far a chunk's items got. */
 function itemsStarted(chunk: HostChunk): ItemsStarted {
   const { progress } = chunk.request;
-  const started = progress !== undefined ? Atomics.load(progress, 0) : chunk.reported;
-  const oldestPlusOne = progress !== undefined ? Atomics.load(progress, 3) : chunk.reportedOldest;
-  return { started, oldest: oldestPlusOne > 0 ? oldestPlusOne - 1 : started - 1 };
+  if (progress !== undefined) return itemsStartedOf(progress);
+  const { reported, reportedOldest } = chunk;
+  return { started: reported, oldest: reportedOldest > 0 ? reportedOldest - 1 : reported - 1 };
 }

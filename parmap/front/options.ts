@@ -317,7 +317,7 @@ export function resolveOptions(fn: unknown, items: unknown, options: unknown, st
     context: given.context,
     teardown: given.teardown,
     remote,
-    checkItem: star || kwstar ? (item, index) => checkItemShape(item, index, shape) : () => {},
+    checkItem: star || kwstar ? (item, index) => checkItemShape(item, index, shape) : undefined,
   };
 }
 

@@ -29,11 +29,13 @@ export interface FeederHooks {
   ended(): void;
 }
 
+type ItemCheck = (item: unknown, index: number) => void;
+
 /** What every feeder works with besides its input. */
 interface FeederContext {
   readonly sizer: ChunkSizes;
-  /** Throws a TypeError naming the item when it has the wrong shape for the call. */
-  readonly checkItem: (item: unknown, index: number) => void;
+  /** Throws a TypeError naming the item when it has the wrong shape for the call; none to check. */
+  readonly checkItem: ItemCheck | undefined;
   readonly hooks: FeederHooks;
 }
 
@@ -43,7 +45,7 @@ export abstract class Feeder {
   protected finished = false;
   protected closed = false;
   protected readonly sizer: ChunkSizes;
-  protected readonly checkItem: (item: unknown, index: number) => void;
+  protected readonly checkItem: ItemCheck | undefined;
   protected readonly hooks: FeederHooks;
 
   constructor(context: FeederContext) {
@@ -53,12 +55,7 @@ export abstract class Feeder {
   }
 
   /** A feeder for a taken input; arrays are sliced rather than iterated. */
-  static for(
-    input: TakenInput,
-    sizer: ChunkSizes,
-    checkItem: (item: unknown, index: number) => void,
-    hooks: FeederHooks,
-  ): Feeder {
+  static for(input: TakenInput, sizer: ChunkSizes, checkItem: ItemCheck | undefined, hooks: FeederHooks): Feeder {
     const context = { sizer, checkItem, hooks };
     if (input.kind === 'array') return new ArrayFeeder(input.array, context);
     if (input.kind === 'sync') return new IteratorFeeder(input.iterator, context);
@@ -110,9 +107,10 @@ class ArrayFeeder extends Feeder {
         return;
       }
       const items = this.array.slice(this.position, this.position + this.sizer.next(this.nextIndex));
+      const check = this.checkItem;
       let valid = 0;
       try {
-        for (; valid < items.length; valid++) this.checkItem(items[valid], this.position + valid);
+        if (check !== undefined) for (; valid < items.length; valid++) check(items[valid], this.position + valid);
       } catch (error) {
         // The items before the bad one still run: their results come before the error.
         if (valid > 0) this.emit(items.slice(0, valid));
@@ -151,7 +149,7 @@ class IteratorFeeder extends Feeder {
             ended = true;
             break;
           }
-          this.checkItem(step.value, this.nextIndex + items.length);
+          this.checkItem?.(step.value, this.nextIndex + items.length);
           items.push(step.value);
         }
       } catch (error) {
@@ -232,7 +230,7 @@ class AsyncIteratorFeeder extends Feeder {
           this.finish(this.buffer.length === 0);
           break;
         }
-        this.checkItem(step.value, this.nextIndex + this.buffer.length);
+        this.checkItem?.(step.value, this.nextIndex + this.buffer.length);
         this.buffer.push(step.value);
         this.dispatch();
       }

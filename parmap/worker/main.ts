@@ -8,19 +8,26 @@ import { type MessagePort, threadId, workerData } from 'node:worker_threads';
 import workerpool from 'workerpool';
 import { cloneProblem, firstUncloneable, reportThrown } from '../errors.js';
 import {
+  CANCELLED,
   type CallSetup,
   type ChunkReply,
   type ChunkRequest,
+  CLAIMED,
   type ItemFailure,
+  MARK_CLAIM,
+  MARK_STARTED,
+  MARK_THREAD,
+  newChunkMarks,
   type PortChunk,
   type PortReply,
   RUN_CHUNK,
   type SetupFailure,
   type ThreadOutput,
   type ThreadStart,
+  UNCLAIMED,
   type WorkerEvent,
 } from '../protocol.js';
-import { decode, encode } from '../transfer.js';
+import { decode, encodeList } from '../transfer.js';
 import { type ItemThrew, runItems } from './chunk.js';
 import { type PreparedCall, prepareCall, releaseContexts } from './prepare.js';
 import { watchParent } from './watchdog.js';
@@ -48,10 +55,6 @@ function prepared(setupId: string, setup: CallSetup | undefined): Promise<Prepar
   return call;
 }
 
-/** Values of a thread chunk's cancel flag (`progress[2]`). */
-const CANCELLED = 1;
-const CLAIMED = 2;
-
 /** Where the events of one chunk go: its workerpool task, or the thread's chunk port. */
 type Send = (event: WorkerEvent) => void;
 
@@ -65,7 +68,7 @@ function runChunk(request: ChunkRequest): Promise<void> {
 
 function inTurn(request: ChunkRequest, send: Send): Promise<void> {
   // Taken now, so the main side knows which thread holds a chunk that waits its turn.
-  if (request.progress !== undefined) request.progress[1] = threadId;
+  if (request.progress !== undefined) request.progress[MARK_THREAD] = threadId;
   const run = turn.then(() => runOne(request, send));
   turn = run.catch(() => undefined);
   return run;
@@ -76,7 +79,7 @@ async function runOne(request: ChunkRequest, send: Send): Promise<void> {
   if (progress === undefined) send({ kind: 'took', worker: process.pid });
   // Claimed before it starts: a chunk the main side took back while it waited (it waited behind a
   // slow one) or no longer wants is skipped, unanswered; the main side has moved on.
-  else if (Atomics.compareExchange(progress, 2, 0, CLAIMED) === CANCELLED) return;
+  else if (Atomics.compareExchange(progress, MARK_CLAIM, UNCLAIMED, CLAIMED) === CANCELLED) return;
   const call = prepared(
     request.setupId,
     request.setup === undefined ? undefined : (decode(request.setup) as CallSetup),
@@ -91,29 +94,19 @@ async function runOne(request: ChunkRequest, send: Send): Promise<void> {
     return;
   }
   const items = decode(request.items) as unknown[];
+  // A process's parent cannot read its marks: with a timeout, it is told of each start instead.
+  const marks = progress ?? newChunkMarks(false);
   const onStart =
-    progress !== undefined
-      ? (at: number) => {
-          // A plain store: cheaper than Atomics.store here, and an aligned int32 never tears.
-          progress[0] = at + 1;
-        }
-      : ready.reportStarts
-        ? (at: number) => send({ kind: 'started', at })
-        : undefined;
+    progress === undefined && ready.reportStarts ? (at: number) => send({ kind: 'started', at }) : undefined;
   const onOldest =
-    progress !== undefined
-      ? (at: number) => {
-          progress[3] = at + 1;
-        }
-      : ready.reportStarts
-        ? (at: number) => send({ kind: 'oldest', at })
-        : undefined;
-  const cancelled = () => stopping || (progress !== undefined && Atomics.load(progress, 2) === CANCELLED);
+    progress === undefined && ready.reportStarts ? (at: number) => send({ kind: 'oldest', at }) : undefined;
+  if (stopping) marks[MARK_CLAIM] = CANCELLED;
   const { invoke, onError, concurrency } = ready;
-  const running = runItems(items, { invoke, onError, onStart, onOldest, cancelled, concurrency });
-  current = running;
+  const running = runItems(items, { invoke, onError, marks, onStart, onOldest, concurrency });
+  current = { running, marks };
   const outcome = await running;
   // Past the last item: sending the results back is not an item's run time (see `timeout`).
+  marks[MARK_STARTED] = items.length + 1;
   onStart?.(items.length);
   if (outcome.kind === 'threw') sendThrew(send, outcome.at, outcome.thrown, outcome.before);
   else sendDone(send, outcome.values, outcome.ms, outcome.failures ?? [], ready.onError);
@@ -122,7 +115,7 @@ async function runOne(request: ChunkRequest, send: Send): Promise<void> {
 function sendThrew(send: Send, at: number, thrown: unknown, before: unknown[]): void {
   const report = reportThrown(thrown);
   try {
-    send({ kind: 'reply', reply: { kind: 'threw', at, thrown: report, before: encode(before) } });
+    send({ kind: 'reply', reply: { kind: 'threw', at, thrown: report, before: encodeList(before) } });
   } catch {
     // The results before the failing item are a courtesy: without them the failure still goes.
     send({ kind: 'reply', reply: { kind: 'threw', at, thrown: report } });
@@ -155,7 +148,7 @@ function sendDone(send: Send, values: unknown[], ms: number, threw: ItemThrew[],
 }
 
 function done(values: unknown[], ms: number, failures: readonly ItemFailure[]): ChunkReply {
-  const payload = encode(values);
+  const payload = encodeList(values);
   return failures.length === 0
     ? { kind: 'done', values: payload, ms }
     : { kind: 'done', values: payload, ms, failures };
@@ -207,14 +200,15 @@ if (inProcess) watchParent();
 
 /** Told to stop: no item starts after this, and contexts are released once the current item ends. */
 let stopping = false;
-/** The chunk running now, if any. */
-let current: Promise<unknown> | undefined;
+/** The chunk running now, if any, and its marks. */
+let current: { readonly running: Promise<unknown>; readonly marks: Int32Array } | undefined;
 
 async function stop(): Promise<void> {
   stopping = true;
+  if (current !== undefined) current.marks[MARK_CLAIM] = CANCELLED;
   // An async item may be awaiting: its context must outlive it.
   await Promise.race([
-    current?.catch(() => undefined),
+    current?.running.catch(() => undefined),
     new Promise((resolve) => setTimeout(resolve, RELEASE_LIMIT_MS)),
   ]);
   await releaseContexts(RELEASE_LIMIT_MS);
