@@ -35,7 +35,7 @@ describe('layers and dependencies', () => {
 
   it('imports workerpool in two places: where pools are made and the worker script', () => {
     const importers = files
-      .filter(({ text }) => /from 'workerpool'|import\('workerpool'\)/.test(text))
+      .filter(({ text }) => /from 'workerpool'|import\('workerpool'\)|require\('workerpool'\)/i.test(text))
       .map(({ name }) => name)
       .sort();
     assert.deepEqual(importers, [
