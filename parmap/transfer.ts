@@ -110,6 +110,21 @@ export function fromBytes(bytes: Uint8Array): unknown {
   return decode({ bytes });
 }
 
+/**
+ * The place of the first of `items` that `send` refuses, to name the item when a chunk as a whole
+ * could not be sent; 0 when each goes alone (the chunk failed as a whole).
+ */
+export function firstUnsendable(items: readonly unknown[], send: (value: unknown) => unknown): number {
+  for (let at = 0; at < items.length; at++) {
+    try {
+      send(items[at]);
+    } catch {
+      return at;
+    }
+  }
+  return 0;
+}
+
 /** About how many bytes a payload takes on its way. */
 export function payloadSize(payload: Payload): number {
   if ('plain' in payload) return payload.size;

@@ -674,9 +674,28 @@ describe('remote backend: calls on parmap worker processes through Redis', { ski
   });
 
   describe('every way out removes the call from Redis', () => {
-    it('after a call that succeeds', async () => {
+    /** Runs `test` with a folder for the probe's files; every held item is let go at the end. */
+    async function withProbeDir(test: (dir: string) => Promise<void>): Promise<void> {
       const dir = temporaryDir();
       try {
+        await test(dir);
+      } finally {
+        go(dir);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+
+    /** Nothing of the call is left once `ended`: by the caller, and by the workers once they let go. */
+    async function leftNothing(name: string, ended: string): Promise<{ chunks: number; failed: number }[]> {
+      assert.deepEqual(await keysOf(name), [], `nothing of the call is left once ${ended}`);
+      const ends = await endedEverywhere(name);
+      await connectionsClosed(name);
+      assert.deepEqual(await keysOf(name), [], 'the workers leave nothing of the call either');
+      return ends;
+    }
+
+    it('after a call that succeeds', () =>
+      withProbeDir(async (dir) => {
         const running = call('the call', (signal) =>
           parmap(probe, range(30), { backend, chunksize: 1, args: [dir, 30, -1], signal }),
         );
@@ -687,24 +706,16 @@ describe('remote backend: calls on parmap worker processes through Redis', { ski
         assert.ok(held.includes(`parmap:${name}:meta`), `the call has a queue: ${held}`);
         go(dir);
         assert.deepEqual(await running, range(30).map(twice));
-        assert.deepEqual(await keysOf(name), [], 'nothing of the call is left once it has returned');
-        const ends = await endedEverywhere(name);
+        const ends = await leftNothing(name, 'it has returned');
         assert.equal(
           ends.reduce((sum, end) => sum + end.chunks, 0),
           30,
           `the workers ran 30 chunks of 1 item: ${JSON.stringify(ends)}`,
         );
-        await connectionsClosed(name);
-        assert.deepEqual(await keysOf(name), [], 'the workers leave nothing of the call either');
-      } finally {
-        go(dir);
-        rmSync(dir, { recursive: true, force: true });
-      }
-    });
+      }));
 
-    it('after a call that fails', async () => {
-      const dir = temporaryDir();
-      try {
+    it('after a call that fails', () =>
+      withProbeDir(async (dir) => {
         const failing = call('the call', (signal) =>
           parmap(probe, range(30), { backend, chunksize: 1, args: [dir, 30, 5], signal }),
         );
@@ -713,19 +724,11 @@ describe('remote backend: calls on parmap worker processes through Redis', { ski
         const error = await rejection(failing, 'the call');
         assert.ok(error instanceof ParmapTaskError, String(error));
         assert.equal(error.index, 5);
-        assert.deepEqual(await keysOf(name), [], 'nothing of the call is left once it has failed');
-        await endedEverywhere(name);
-        await connectionsClosed(name);
-        assert.deepEqual(await keysOf(name), [], 'the workers leave nothing of the call either');
-      } finally {
-        go(dir);
-        rmSync(dir, { recursive: true, force: true });
-      }
-    });
+        await leftNothing(name, 'it has failed');
+      }));
 
-    it('after an abort mid-run: an AbortError, and the workers stop its chunks', async () => {
-      const dir = temporaryDir();
-      try {
+    it('after an abort mid-run: an AbortError, and the workers stop its chunks', () =>
+      withProbeDir(async (dir) => {
         const controller = new AbortController();
         const aborted = within(
           parmap(probe, range(30), { backend, chunksize: 1, args: [dir, 30, -1], signal: controller.signal }).then(
@@ -740,20 +743,12 @@ describe('remote backend: calls on parmap worker processes through Redis', { ski
         const error = await aborted;
         assert.ok(error instanceof AbortError, String(error));
         assert.equal((error.cause as Error).message, 'enough');
-        assert.deepEqual(await keysOf(name), [], 'nothing of the call is left once it has been aborted');
         // The held items would run for 20 s: the workers must stop them to say the call has ended.
-        await endedEverywhere(name);
-        await connectionsClosed(name);
-        assert.deepEqual(await keysOf(name), [], 'the workers leave nothing of the call either');
-      } finally {
-        go(dir);
-        rmSync(dir, { recursive: true, force: true });
-      }
-    });
+        await leftNothing(name, 'it has been aborted');
+      }));
 
-    it('after a loop that breaks halfway, and the caller exits by itself', async () => {
-      const dir = temporaryDir();
-      try {
+    it('after a loop that breaks halfway, and the caller exits by itself', () =>
+      withProbeDir(async (dir) => {
         const outcome = runScenario(
           `const seen = [];
            for await (const result of parmap(${PROBE_SOURCE}, range(40), {
@@ -769,15 +764,8 @@ describe('remote backend: calls on parmap worker processes through Redis', { ski
         const ended = await outcome;
         assertClean(ended);
         assert.deepEqual(lastJson(ended), range(20).map(twice));
-        assert.deepEqual(await keysOf(name), [], 'nothing of the call is left once the loop has broken');
-        await endedEverywhere(name);
-        await connectionsClosed(name);
-        assert.deepEqual(await keysOf(name), [], 'the workers leave nothing of the call either');
-      } finally {
-        go(dir);
-        rmSync(dir, { recursive: true, force: true });
-      }
-    });
+        await leftNothing(name, 'the loop has broken');
+      }));
 
     it('after the caller is killed: once its record expires, a worker removes its queue', async () => {
       const dir = temporaryDir();

@@ -15,7 +15,7 @@ import type { Redis as RedisClient } from 'ioredis';
 import { ParmapRemoteError } from '../errors.js';
 import type { RemoteJob } from '../front/backend.js';
 import type { RemoteCallRecord } from '../protocol.js';
-import { toBytes } from '../transfer.js';
+import { firstUnsendable, toBytes } from '../transfer.js';
 import type { ChunkTask, Executor, ExecutorListener, ItemsStarted } from './executor.js';
 import { connectRedis, reconnecting, workerSlots } from './remote-redis.js';
 import {
@@ -187,7 +187,7 @@ export class RemoteExecutor implements Executor {
     try {
       items = toBytes(task.items);
     } catch (error) {
-      const at = firstUnsendable(task.items);
+      const at = firstUnsendable(task.items, toBytes);
       queueMicrotask(() => this.listener.outcome(task.id, { kind: 'unsendable', at, cause: error }));
       return;
     }
@@ -269,15 +269,4 @@ function jobIdOf(id: number): string {
 
 function idOfJob(jobId: string): number {
   return /^k\d+$/.test(jobId) ? Number(jobId.slice(1)) : -1;
-}
-
-function firstUnsendable(items: readonly unknown[]): number {
-  for (let at = 0; at < items.length; at++) {
-    try {
-      toBytes(items[at]);
-    } catch {
-      return at;
-    }
-  }
-  return 0;
 }

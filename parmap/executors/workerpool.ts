@@ -6,7 +6,7 @@
  */
 import { ParmapError, ParmapScopeError, rebuildThrown } from '../errors.js';
 import { type ChunkReply, type ChunkRequest, newChunkMarks, type SetupFailure } from '../protocol.js';
-import { decode, encode, encodeList, type Payload, payloadSize } from '../transfer.js';
+import { decode, encode, encodeList, firstUnsendable, type Payload, payloadSize } from '../transfer.js';
 import {
   type ChunkOutcome,
   type ChunkTask,
@@ -99,7 +99,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     try {
       items = encodeList(task.items);
     } catch (error) {
-      const at = firstUnsendable(task.items);
+      const at = firstUnsendable(task.items, encode);
       queueMicrotask(() => this.listener.outcome(task.id, { kind: 'unsendable', at, cause: error }));
       return;
     }
@@ -288,17 +288,6 @@ export function setupError(failure: SetupFailure): ParmapError {
   return new ParmapError(`parmap: a worker could not prepare the call: ${failure.problem ?? 'its set-up failed'}`, {
     cause: failure.thrown === undefined ? undefined : rebuildThrown(failure.thrown),
   });
-}
-
-function firstUnsendable(items: readonly unknown[]): number {
-  for (let at = 0; at < items.length; at++) {
-    try {
-      encode(items[at]);
-    } catch {
-      return at;
-    }
-  }
-  return 0;
 }
 
 const NONE_STARTED: ItemsStarted = { started: 0, oldest: -1 };
