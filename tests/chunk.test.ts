@@ -258,4 +258,30 @@ describe('runItems', () => {
       [2],
     );
   });
+
+  it('fails the item whose result throws as its `then` is read, one at a time or overlapping', async () => {
+    const hostile = {
+      get then() {
+        throw new TypeError('no then here');
+      },
+    };
+    for (const concurrency of [1, 4]) {
+      const outcome = await run(items(6), {
+        invoke: (x) => (x === 3 ? hostile : concurrency > 1 ? Promise.resolve(x) : x),
+        onError: 'return',
+        concurrency,
+      });
+      assert.equal(outcome.kind, 'done', `concurrency ${concurrency}`);
+      if (outcome.kind !== 'done') return;
+      assert.deepEqual(
+        outcome.failures?.map((failure) => failure.at),
+        [3],
+        `concurrency ${concurrency}`,
+      );
+      assert.match(String(outcome.failures?.[0]?.thrown), /no then here/);
+      assert.deepEqual([...outcome.values], [0, 1, 2, undefined, 4, 5]);
+      const thrown = await run(items(6), { invoke: (x) => (x === 3 ? hostile : x), onError: 'throw', concurrency });
+      assert.equal(thrown.kind === 'threw' ? thrown.at : undefined, 3, `concurrency ${concurrency}, onError 'throw'`);
+    }
+  });
 });

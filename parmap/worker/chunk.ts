@@ -109,12 +109,13 @@ function runWhileSync(
     let value: unknown;
     try {
       value = invoke(items[at]);
+      // Reading `then` runs the result's own code (a getter, a Proxy), which may throw too.
+      if (isThenable(value)) return { at, pending: value };
     } catch (thrown) {
       if (throwing) return { at, thrown };
       results.failed(at, thrown);
       continue;
     }
-    if (isThenable(value)) return { at, pending: value };
     values[at] = value;
   }
   return undefined;
@@ -165,13 +166,15 @@ class Overlap {
       run.marks[MARK_STARTED] = at + 1;
       run.onStart?.(at);
       let value: unknown;
+      let pending: boolean;
       try {
         value = run.invoke(items[at]);
+        pending = isThenable(value);
       } catch (thrown) {
         this.settle(at, false, thrown);
         continue;
       }
-      if (isThenable(value)) this.track(at, value);
+      if (pending) this.track(at, value as PromiseLike<unknown>);
       else this.settle(at, true, value);
     }
     if (this.inFlight === 0) this.end();
