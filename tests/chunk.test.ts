@@ -261,6 +261,7 @@ describe('runItems', () => {
 
   it('fails the item whose result throws as its `then` is read, one at a time or overlapping', async () => {
     const hostile = {
+      // biome-ignore lint/suspicious/noThenProperty: a result that looks like a promise is the point.
       get then() {
         throw new TypeError('no then here');
       },
