@@ -82,18 +82,21 @@ export interface ChunkRequest {
  *   `UNCLAIMED` to `CANCELLED`) never runs.
  * - `OLDEST`: 0 while items run one at a time; once they overlap (`concurrency`), the place of the
  *   oldest item still running, plus 1.
+ * - `SYNC`: once items overlap, the place of the item whose call of fn has not returned yet,
+ *   plus 1, else 0: while that call runs, no other item's promise can settle, so a timeout is its.
  */
 export const MARK_STARTED = 0;
 export const MARK_THREAD = 1;
 export const MARK_CLAIM = 2;
 export const MARK_OLDEST = 3;
+export const MARK_SYNC = 4;
 export const UNCLAIMED = 0;
 export const CANCELLED = 1;
 export const CLAIMED = 2;
 
 /** Marks for one chunk; `shared` for a thread's chunk, which the main side reads as it runs. */
 export function newChunkMarks(shared: boolean): Int32Array {
-  return shared ? new Int32Array(new SharedArrayBuffer(16)) : new Int32Array(4);
+  return shared ? new Int32Array(new SharedArrayBuffer(20)) : new Int32Array(5);
 }
 
 /** An item of a chunk that failed while the chunk went on (`onError: 'return'`). */

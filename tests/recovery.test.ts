@@ -185,6 +185,21 @@ describe('checkTimeout', () => {
     assert.equal(state.timedOutAt, undefined);
   });
 
+  it('blames an overlapping item whose synchronous call has run past the timeout, not the older ones it holds up', () => {
+    const state = watch();
+    // Items 9 to 70 started together; 70's call of fn has not returned, so 9's settled promise
+    // cannot deliver: 9 only seems to hang.
+    assert.equal(checkTimeout(state, { started: 71, oldest: 9, blocking: 70 }, 0, 100), undefined);
+    assert.equal(checkTimeout(state, { started: 71, oldest: 9, blocking: 70 }, 101, 100), 70);
+  });
+
+  it('does not blame a synchronous call that began just now: an older item hanging is still the one', () => {
+    const state = watch();
+    assert.equal(checkTimeout(state, { started: 5, oldest: 2 }, 0, 100), undefined);
+    assert.equal(checkTimeout(state, { started: 6, oldest: 2, blocking: 5 }, 90, 100), undefined);
+    assert.equal(checkTimeout(state, { started: 6, oldest: 2, blocking: 5 }, 101, 100), 2);
+  });
+
   it('restarts the clock whenever another item starts', () => {
     const state = watch();
     assert.equal(checkTimeout(state, inTurn(1), 0, 100), undefined);

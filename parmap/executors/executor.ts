@@ -3,7 +3,7 @@
  * thread (`n: 1`), later a remote queue. The scheduler sees only this interface: it submits
  * chunks when there is capacity, and hears back one outcome per chunk.
  */
-import { type ItemFailure, MARK_OLDEST, MARK_STARTED } from '../protocol.js';
+import { type ItemFailure, MARK_OLDEST, MARK_STARTED, MARK_SYNC } from '../protocol.js';
 
 /** Consecutive items handed to the executor as one unit; `id` is unique within a call. */
 export interface ChunkTask {
@@ -22,13 +22,17 @@ export interface ItemsStarted {
    * with `concurrency`, items from here to `started - 1` may all be running.
    */
   readonly oldest: number;
+  /** With overlapping items, the place of the one whose synchronous call of fn runs now. */
+  readonly blocking?: number | undefined;
 }
 
 /** How far a chunk has got, read from its marks (see protocol.ts). */
 export function itemsStartedOf(marks: Int32Array): ItemsStarted {
   const started = Atomics.load(marks, MARK_STARTED);
   const oldestPlusOne = Atomics.load(marks, MARK_OLDEST);
-  return { started, oldest: oldestPlusOne > 0 ? oldestPlusOne - 1 : started - 1 };
+  const syncPlusOne = Atomics.load(marks, MARK_SYNC);
+  const oldest = oldestPlusOne > 0 ? oldestPlusOne - 1 : started - 1;
+  return syncPlusOne > 0 ? { started, oldest, blocking: syncPlusOne - 1 } : { started, oldest };
 }
 
 /** How a worker ended while it held a chunk. */

@@ -85,6 +85,7 @@ export function culpritOf(count: number, facts: LossFacts): number | undefined {
 export interface StartedItems {
   readonly started: number;
   readonly oldest: number;
+  readonly blocking?: number | undefined;
 }
 
 /** A running task as the timeout watch sees it. */
@@ -99,8 +100,9 @@ export interface TimeoutWatch {
 
 /**
  * Updates a watch with how far the items have got now; returns the place of the item to stop for
- * running past `timeout`: the oldest item still running, when its start was seen more than
- * `timeout` ago.
+ * running past `timeout`: an overlapping item whose synchronous call has run that long (while it
+ * runs, no other item's promise can settle, so older items only seem to hang), else the oldest
+ * item still running, when its start was seen more than `timeout` ago.
  */
 export function checkTimeout(
   watch: TimeoutWatch,
@@ -113,6 +115,12 @@ export function checkTimeout(
   // Items that finished before they were ever seen need no start time.
   for (let place = Math.max(watch.seen, oldest); place < started; place++) watch.seenAt[place] = now;
   watch.seen = Math.max(watch.seen, started);
+  const { blocking } = progress;
+  const blockedSince = blocking === undefined ? undefined : watch.seenAt[blocking];
+  if (blocking !== undefined && blockedSince !== undefined && now - blockedSince > timeout) {
+    watch.timedOutAt = blocking;
+    return blocking;
+  }
   if (oldest < 0 || oldest >= started) return undefined;
   const since = watch.seenAt[oldest];
   if (since === undefined || now - since <= timeout) return undefined;

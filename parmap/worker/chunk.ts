@@ -7,7 +7,7 @@
  * keeps up to that many items in flight, so async functions overlap their waits, while a sync fn
  * pays nothing for the option.
  */
-import { CANCELLED, MARK_CLAIM, MARK_OLDEST, MARK_STARTED } from '../protocol.js';
+import { CANCELLED, MARK_CLAIM, MARK_OLDEST, MARK_STARTED, MARK_SYNC } from '../protocol.js';
 import { isThenable } from './invoke.js';
 
 /** An item that failed while its chunk went on (`onError: 'return'`). */
@@ -167,12 +167,15 @@ class Overlap {
       run.onStart?.(at);
       let value: unknown;
       let pending: boolean;
+      run.marks[MARK_SYNC] = at + 1;
       try {
         value = run.invoke(items[at]);
         pending = isThenable(value);
       } catch (thrown) {
         this.settle(at, false, thrown);
         continue;
+      } finally {
+        run.marks[MARK_SYNC] = 0;
       }
       if (pending) this.track(at, value as PromiseLike<unknown>);
       else this.settle(at, true, value);
