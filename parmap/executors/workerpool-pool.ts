@@ -133,10 +133,10 @@ export async function stopWorkers(
   for (const handle of handles) handle.stoppedByUs = true;
   for (const pool of pools) void Promise.resolve(pool?.terminate(true)).catch(() => undefined);
   let timer: NodeJS.Timeout | undefined;
-  // Unreferenced: a worker still ending holds the process by itself while it should; the timer
-  // only ends one that overstays, and must not keep a finished program alive for seconds.
+  // Referenced: an abandoned worker no longer holds the event loop, and a caller awaiting its
+  // exit would otherwise see the loop end under it.
   const grace = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, STOP_GRACE_MS + 500).unref();
+    timer = setTimeout(resolve, STOP_GRACE_MS + 500);
   });
   await Promise.race([Promise.all(handles.map((handle) => handle.exited)), grace]);
   clearTimeout(timer);
