@@ -56,8 +56,6 @@ export interface CallSetup {
   readonly onError: 'throw' | 'return';
   /** Items of one chunk in flight at once inside a worker (async functions overlap their waits). */
   readonly concurrency: number;
-  /** Send an event as each item starts (process workers with a timeout; threads share a counter). */
-  readonly reportStarts: boolean;
 }
 
 /** One chunk for a worker: `exec('runChunk', [request])`. */
@@ -68,6 +66,11 @@ export interface ChunkRequest {
   readonly items: Payload;
   /** Threads only: the chunk's marks ({@link newChunkMarks}), shared with the main side. */
   readonly progress: Int32Array | undefined;
+  /**
+   * Processes only, when the call has a timeout: the chunk's key in the worker's progress file,
+   * where the worker writes the chunk's marks as each item starts (see {@link PROGRESS_FILE_INTS}).
+   */
+  readonly progressKey?: number | undefined;
 }
 
 /**
@@ -94,10 +97,22 @@ export const UNCLAIMED = 0;
 export const CANCELLED = 1;
 export const CLAIMED = 2;
 
+const MARKS = 5;
+
 /** Marks for one chunk; `shared` for a thread's chunk, which the main side reads as it runs. */
 export function newChunkMarks(shared: boolean): Int32Array {
-  return shared ? new Int32Array(new SharedArrayBuffer(20)) : new Int32Array(5);
+  return shared ? new Int32Array(new SharedArrayBuffer(MARKS * 4)) : new Int32Array(MARKS);
 }
+
+/**
+ * A process cannot share memory with its parent, and while fn runs in a loop it can send nothing:
+ * messages queue in it, and its parent would see no progress and stop it for a timeout no item
+ * ran into. With a timeout, a process worker makes a small file instead and names it when it takes
+ * a chunk (`took`); the parent opens it and unlinks it. The worker writes there, as each item
+ * starts, the chunk's `progressKey` followed by its marks (one `pwrite`, about a microsecond); the
+ * parent reads them when it checks the time, and after the worker died.
+ */
+export const PROGRESS_FILE_INTS = 1 + MARKS;
 
 /** An item of a chunk that failed while the chunk went on (`onError: 'return'`). */
 export interface ItemFailure {
@@ -132,12 +147,11 @@ export type ChunkReply =
 
 /** Events a worker emits while it runs a chunk. */
 export type WorkerEvent =
-  /** The worker took the chunk: `worker` is its pid (processes). */
-  | { readonly kind: 'took'; readonly worker: number }
-  /** Item `at` has started (only when `reportStarts`). */
-  | { readonly kind: 'started'; readonly at: number }
-  /** Items overlap, and `at` is now the oldest still running (only when `reportStarts`). */
-  | { readonly kind: 'oldest'; readonly at: number }
+  /**
+   * The worker took the chunk: `worker` is its pid (processes). `progressFile`: the worker's
+   * progress file, named once, with the first chunk that has a `progressKey`.
+   */
+  | { readonly kind: 'took'; readonly worker: number; readonly progressFile?: string }
   | { readonly kind: 'reply'; readonly reply: ChunkReply };
 
 /** What a thread gets with its start (`workerData`). */

@@ -48,11 +48,16 @@ function run(chunk: readonly unknown[], options: Omit<ItemsRun, 'marks'> & { mar
 describe('runItems', () => {
   it('runs a sync fn one item at a time, in order, whatever the concurrency', async () => {
     const order: number[] = [];
+    const marks = newChunkMarks(false);
     const outcome = await run(items(5), {
       invoke: (x) => (x as number) * 2,
       onError: 'throw',
-      onStart: (at) => order.push(at),
-      onOldest: () => assert.fail('a sync fn never overlaps'),
+      marks,
+      // As a process's parent sees them: told of each change, never of overlapping items.
+      onMarks: () => {
+        assert.equal(marks[MARK_OLDEST], 0, 'a sync fn never overlaps');
+        order.push((marks[MARK_STARTED] as number) - 1);
+      },
       concurrency: 16,
     });
     assert.equal(outcome.kind, 'done');
@@ -95,11 +100,16 @@ describe('runItems', () => {
   it('reports the oldest item still running as it changes', async () => {
     const held = heldCalls();
     const oldest: number[] = [];
+    const marks = newChunkMarks(false);
     const running = run(items(4), {
       invoke: held.invoke,
       onError: 'throw',
       concurrency: 4,
-      onOldest: (at) => oldest.push(at),
+      marks,
+      onMarks: () => {
+        const at = (marks[MARK_OLDEST] as number) - 1;
+        if (at >= 0 && oldest.at(-1) !== at) oldest.push(at);
+      },
     });
     await held.settle();
     held.calls[2]?.resolve(2); // not the oldest: nothing to tell

@@ -109,25 +109,27 @@ describe('concurrency: async items overlap their waits', { timeout: 60_000 }, ()
 });
 
 describe('a timeout among overlapping items names the item that holds the thread', () => {
-  it('blames a synchronous item that blocks, not the older items whose settled promises it holds up (threads)', async () => {
-    // Odd items return promises that are already settled; item 70 loops synchronously for 20 s.
-    // While it runs, none of the promises started before it can deliver, so they all look older.
-    const results = await parmap(
-      (x: number) => {
-        if (x === 70) {
-          const end = Date.now() + 20_000;
-          while (Date.now() < end);
-        }
-        return x % 2 === 1 ? Promise.resolve(x) : x;
-      },
-      range(200),
-      { n: 2, timeout: 400, chunksize: 200, onError: 'return' },
-    );
-    for (const [i, value] of results.entries()) {
-      if (i === 70) assert.ok(value instanceof ParmapTimeoutError && value.index === 70, String(value));
-      else assert.equal(value, i, `item ${i}: ${String(value)}`);
-    }
-  });
+  for (const workerType of ['thread', 'process'] as const) {
+    it(`blames a synchronous item that blocks, not the older items whose settled promises it holds up (${workerType})`, async () => {
+      // Odd items return promises that are already settled; item 70 loops synchronously for 20 s.
+      // While it runs, none of the promises started before it can deliver, so they all look older.
+      const results = await parmap(
+        (x: number) => {
+          if (x === 70) {
+            const end = Date.now() + 20_000;
+            while (Date.now() < end);
+          }
+          return x % 2 === 1 ? Promise.resolve(x) : x;
+        },
+        range(200),
+        { n: 2, timeout: 400, chunksize: 200, onError: 'return', workerType },
+      );
+      for (const [i, value] of results.entries()) {
+        if (i === 70) assert.ok(value instanceof ParmapTimeoutError && value.index === 70, String(value));
+        else assert.equal(value, i, `item ${i}: ${String(value)}`);
+      }
+    });
+  }
 });
 
 describe('maxBytesInFlight: large items stream in bounded memory', { timeout: 60_000 }, () => {

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parmap } from '../dist/index.js';
+import { ParmapTimeoutError, parmap } from '../dist/index.js';
+
+/** Given to fn by `scope`. */
+declare const HANG: number;
 
 const range = (count: number) => Array.from({ length: count }, (_, i) => i);
 
@@ -21,6 +24,37 @@ describe('timeout', () => {
       assert.equal(results.length, 60);
       assert.ok(
         results.every((result, i) => result.endsWith(String(i)) && result.length === 2_000_000 + String(i).length),
+      );
+    });
+  }
+});
+
+describe('timeout with process workers and many fast items', { timeout: 60_000 }, () => {
+  // A process cannot share memory with its parent: it used to send a message as each item started,
+  // and those queued in it while fn ran in a loop, so its parent saw no progress and stopped it.
+  const busy = (x: number) => {
+    const end = performance.now() + (x === HANG ? 30_000 : 0.01);
+    while (performance.now() < end);
+    return x * 2;
+  };
+
+  it('does not stop a process for a timeout that no item ran into', async () => {
+    // 100,000 items of 10 µs: with a timeout of 100 ms, the old reports fell behind every time.
+    const results = await parmap(busy, range(100_000), {
+      n: 2,
+      workerType: 'process',
+      timeout: 100,
+      scope: { HANG: -1 },
+    });
+    assert.equal(results.length, 100_000);
+    assert.ok(results.every((value, i) => value === i * 2));
+  });
+
+  for (const hang of [3, 41_234]) {
+    it(`names the item that hangs among fast ones, not one before it (item ${hang})`, async () => {
+      await assert.rejects(
+        parmap(busy, range(60_000), { n: 2, workerType: 'process', timeout: 300, scope: { HANG: hang } }),
+        (error: unknown) => error instanceof ParmapTimeoutError && error.index === hang,
       );
     });
   }

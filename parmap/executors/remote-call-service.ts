@@ -64,6 +64,7 @@ export class CallService {
           maxMemory,
           ownsHost: true,
           graceful: false,
+          watchesTime: call.timeout !== undefined,
         },
         this.runner,
       );

@@ -11,6 +11,7 @@ import { transferList } from '../transfer.js';
 import { type Lease, workerBudget } from './budget.js';
 import type { ChunkTask, WorkerEnding } from './executor.js';
 import type { WorkerHandle } from './node-workers.js';
+import { ProgressFileReader } from './progress-file.js';
 import { type PoolSettings, startWorkerpool, stopWorkers, type WorkerpoolPool } from './workerpool-pool.js';
 
 export { isWorkerTermination } from './workerpool-pool.js';
@@ -33,10 +34,8 @@ export interface HostChunk {
   sentAt?: number;
   /** The worker that took it, once known. */
   worker: WorkerHandle | undefined;
-  /** Items started, as a process worker reports them. */
-  reported: number;
-  /** Once items overlap, the oldest still running plus 1, as a process worker reports it; else 0. */
-  reportedOldest: number;
+  /** A process's marks for it, as last read from the worker's progress file once the worker ended. */
+  endMarks?: Int32Array | undefined;
   reply: ChunkReply | undefined;
 }
 
@@ -97,6 +96,8 @@ export class WorkerHost {
   }
   /** The chunk each worker ran last, to blame a late failure on. */
   private readonly lastChunk = new WeakMap<WorkerHandle, HostChunk>();
+  /** Process workers' progress files (calls with a timeout), until the worker ends. */
+  private readonly progressFiles = new Map<WorkerHandle, ProgressFileReader>();
   private readonly channels = new Set<CallChannel>();
   /** The pool each worker belongs to. */
   private readonly poolOf = new WeakMap<WorkerHandle, WorkerpoolPool>();
@@ -387,17 +388,30 @@ export class WorkerHost {
     switch (event.kind) {
       case 'took':
         this.adoptChunk(chunk, event.worker);
-        return;
-      case 'started':
-        chunk.reported = event.at + 1;
-        return;
-      case 'oldest':
-        chunk.reportedOldest = event.at + 1;
+        if (event.progressFile !== undefined) this.openProgressFile(chunk.worker, event.progressFile);
         return;
       case 'reply':
         chunk.reply = event.reply;
         return;
     }
+  }
+
+  private openProgressFile(worker: WorkerHandle | undefined, path: string): void {
+    const reader = ProgressFileReader.open(path);
+    if (reader === undefined) return;
+    if (worker === undefined || worker.ending !== undefined) reader.close();
+    else this.progressFiles.set(worker, reader);
+  }
+
+  /**
+   * A process's marks for `chunk`, read from its worker's progress file: `undefined` when the
+   * chunk has none (no timeout), or its worker has not started it yet.
+   */
+  marksOf(chunk: HostChunk): Int32Array | undefined {
+    const key = chunk.request.progressKey;
+    if (key === undefined || chunk.endMarks !== undefined) return chunk.endMarks;
+    const reader = chunk.worker === undefined ? undefined : this.progressFiles.get(chunk.worker);
+    return reader?.marksOf(key);
   }
 
   /** Finds the worker a chunk went to, from the id it reported. */
@@ -546,6 +560,14 @@ export class WorkerHost {
     }
     handle.onEnd((ending) => {
       const last = this.lastChunk.get(handle);
+      const reader = this.progressFiles.get(handle);
+      if (reader !== undefined) {
+        // Where its chunk had got, kept before the file is closed: it names the item that hung or crashed.
+        const key = last?.request.progressKey;
+        if (last !== undefined && key !== undefined) last.endMarks = reader.marksOf(key);
+        reader.close();
+        this.progressFiles.delete(handle);
+      }
       const running = [...this.inFlight].some((chunk) => this.workerOf(chunk) === handle);
       // Settled after the end's own event: settling can close the call, and workerpool must have
       // seen the exit by then, or closing waits its whole termination timeout for an exit that

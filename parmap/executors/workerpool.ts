@@ -37,6 +37,15 @@ export interface CallOptions {
    * release it, rather than being killed (within the grace of the worker host).
    */
   readonly graceful: boolean;
+  /** The call has a timeout: process workers then write where each chunk has got (see protocol.ts). */
+  readonly watchesTime: boolean;
+}
+
+/** Keys of process chunks in their workers' progress files, unique in this process. */
+let lastProgressKey = 0;
+function nextProgressKey(): number {
+  lastProgressKey = (lastProgressKey + 1) | 0;
+  return lastProgressKey;
 }
 
 export class WorkerpoolExecutor implements Executor, CallChannel {
@@ -116,6 +125,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
       setup: needsSetup ? this.options.setup : undefined,
       items,
       progress: workerType === 'thread' ? newChunkMarks(true) : undefined,
+      progressKey: workerType === 'process' && this.options.watchesTime ? nextProgressKey() : undefined,
     };
     const chunk: HostChunk = {
       request,
@@ -124,8 +134,6 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
       id,
       sentBytes: payloadSize(items),
       worker: undefined,
-      reported: 0,
-      reportedOldest: 0,
       reply: undefined,
     };
     this.chunks.set(id, chunk);
@@ -193,8 +201,9 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
 
   /** How far the chunk got when its worker ended (`undefined`: a process that reported nothing). */
   private startedOf(chunk: HostChunk): ItemsStarted | undefined {
-    if (chunk.request.progress === undefined && chunk.reported === 0 && chunk.worker !== undefined) return undefined;
-    return itemsStarted(chunk);
+    const marks = chunk.request.progress ?? this.host.marksOf(chunk);
+    if (marks !== undefined) return itemsStartedOf(marks);
+    return chunk.worker === undefined ? NONE_STARTED : undefined;
   }
 
   idleWorkerDied(id: number, ending: WorkerEnding): void {
@@ -212,8 +221,10 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
 
   started(id: number): ItemsStarted | undefined {
     const chunk = this.chunks.get(id);
-    // A process reports each item's start only when the call has a timeout.
-    return chunk === undefined ? undefined : itemsStarted(chunk);
+    if (chunk === undefined) return undefined;
+    // A process writes where it has got only when the call has a timeout.
+    const marks = chunk.request.progress ?? this.host.marksOf(chunk);
+    return marks === undefined ? NONE_STARTED : itemsStartedOf(marks);
   }
 
   stop(id: number): void {
@@ -291,11 +302,3 @@ export function setupError(failure: SetupFailure): ParmapError {
 }
 
 const NONE_STARTED: ItemsStarted = { started: 0, oldest: -1 };
-
-/** What a thread shares, or a process reported, of how far a chunk's items got. */
-function itemsStarted(chunk: HostChunk): ItemsStarted {
-  const { progress } = chunk.request;
-  if (progress !== undefined) return itemsStartedOf(progress);
-  const { reported, reportedOldest } = chunk;
-  return { started: reported, oldest: reportedOldest > 0 ? reportedOldest - 1 : reported - 1 };
-}

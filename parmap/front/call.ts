@@ -101,7 +101,6 @@ function callSetup(fn: Callable, job: Job, callerFile: string): CallSetup {
     shape: job.shape,
     onError: job.onError,
     concurrency: job.concurrency,
-    reportStarts: job.workerType === 'process' && job.timeout !== undefined,
   };
 }
 
@@ -123,6 +122,7 @@ function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: P
           maxMemory: job.maxMemory,
           ownsHost: false,
           graceful: job.context !== undefined,
+          watchesTime: job.timeout !== undefined,
         },
         listener,
       );
@@ -144,6 +144,7 @@ function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: P
         maxMemory: job.maxMemory,
         ownsHost: true,
         graceful: job.context !== undefined,
+        watchesTime: job.timeout !== undefined,
       },
       listener,
     );

@@ -28,12 +28,13 @@ export interface ItemsRun {
    * there, and stops between items once the claim mark is `CANCELLED`.
    */
   readonly marks: Int32Array;
-  /** Told as item `at` starts, for a watcher that cannot read the marks (a process's parent). */
-  readonly onStart?: ((at: number) => void) | undefined;
+  /**
+   * Told each time the marks change (an item starts, the oldest one running changes), for a
+   * watcher that cannot read them where they are (a process's parent).
+   */
+  readonly onMarks?: (() => void) | undefined;
   /** The most items in flight at once when fn returns promises. Default: 1. */
   readonly concurrency?: number | undefined;
-  /** Told, like `onStart`, when the oldest item still running changes once items overlap. */
-  readonly onOldest?: ((at: number) => void) | undefined;
 }
 
 /** The results of one chunk as they come in. */
@@ -99,13 +100,13 @@ function runWhileSync(
   run: ItemsRun,
   results: ChunkResults,
 ): SyncStop | undefined {
-  const { invoke, marks, onStart } = run;
+  const { invoke, marks, onMarks } = run;
   const { values } = results;
   const throwing = run.onError === 'throw';
   for (let at = from; at < items.length; at++) {
     if (marks[MARK_CLAIM] === CANCELLED) return undefined;
     marks[MARK_STARTED] = at + 1;
-    if (onStart !== undefined) onStart(at);
+    if (onMarks !== undefined) onMarks();
     let value: unknown;
     try {
       value = invoke(items[at]);
@@ -164,10 +165,10 @@ class Overlap {
       }
       const at = this.next++;
       run.marks[MARK_STARTED] = at + 1;
-      run.onStart?.(at);
+      run.marks[MARK_SYNC] = at + 1;
+      run.onMarks?.();
       let value: unknown;
       let pending: boolean;
-      run.marks[MARK_SYNC] = at + 1;
       try {
         value = run.invoke(items[at]);
         pending = isThenable(value);
@@ -176,6 +177,7 @@ class Overlap {
         continue;
       } finally {
         run.marks[MARK_SYNC] = 0;
+        run.onMarks?.();
       }
       if (pending) this.track(at, value as PromiseLike<unknown>);
       else this.settle(at, true, value);
@@ -214,7 +216,7 @@ class Overlap {
   private markOldest(at: number): void {
     this.oldest = at;
     this.run.marks[MARK_OLDEST] = at + 1;
-    this.run.onOldest?.(at);
+    this.run.onMarks?.();
   }
 
   private end(): void {

@@ -30,6 +30,7 @@ import {
 import { decode, encodeList } from '../transfer.js';
 import { type ItemThrew, runItems } from './chunk.js';
 import { type PreparedCall, prepareCall, releaseContexts } from './prepare.js';
+import { type ProgressFile, progressFile } from './progress-file.js';
 import { watchParent } from './watchdog.js';
 
 const inProcess = process.send !== undefined;
@@ -76,7 +77,9 @@ function inTurn(request: ChunkRequest, send: Send): Promise<void> {
 
 async function runOne(request: ChunkRequest, send: Send): Promise<void> {
   const { progress } = request;
-  if (progress === undefined) send({ kind: 'took', worker: process.pid });
+  // A process watched for a timeout writes its marks to its progress file (see protocol.ts).
+  const file = request.progressKey === undefined ? undefined : progressFile();
+  if (progress === undefined) send(took(file));
   // Claimed before it starts: a chunk the main side took back while it waited (it waited behind a
   // slow one) or no longer wants is skipped, unanswered; the main side has moved on.
   else if (Atomics.compareExchange(progress, MARK_CLAIM, UNCLAIMED, CLAIMED) === CANCELLED) return;
@@ -94,22 +97,26 @@ async function runOne(request: ChunkRequest, send: Send): Promise<void> {
     return;
   }
   const items = decode(request.items) as unknown[];
-  // A process's parent cannot read its marks: with a timeout, it is told of each start instead.
-  const marks = progress ?? newChunkMarks(false);
-  const onStart =
-    progress === undefined && ready.reportStarts ? (at: number) => send({ kind: 'started', at }) : undefined;
-  const onOldest =
-    progress === undefined && ready.reportStarts ? (at: number) => send({ kind: 'oldest', at }) : undefined;
+  const marks = progress ?? file?.marksFor(request.progressKey as number) ?? newChunkMarks(false);
+  const onMarks = file?.write;
   if (stopping) marks[MARK_CLAIM] = CANCELLED;
   const { invoke, onError, concurrency } = ready;
-  const running = runItems(items, { invoke, onError, marks, onStart, onOldest, concurrency });
+  const running = runItems(items, { invoke, onError, marks, onMarks, concurrency });
   current = { running, marks };
   const outcome = await running;
   // Past the last item: sending the results back is not an item's run time (see `timeout`).
   marks[MARK_STARTED] = items.length + 1;
-  onStart?.(items.length);
+  onMarks?.();
   if (outcome.kind === 'threw') sendThrew(send, outcome.at, outcome.thrown, outcome.before);
   else sendDone(send, outcome.values, outcome.ms, outcome.failures ?? [], ready.onError);
+}
+
+/** A process's first word on a chunk; its progress file is named once, to the parent. */
+let fileNamed = false;
+function took(file: ProgressFile | undefined): WorkerEvent {
+  if (file === undefined || fileNamed) return { kind: 'took', worker: process.pid };
+  fileNamed = true;
+  return { kind: 'took', worker: process.pid, progressFile: file.path };
 }
 
 function sendThrew(send: Send, at: number, thrown: unknown, before: unknown[]): void {

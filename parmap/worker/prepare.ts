@@ -16,7 +16,6 @@ type AnyFunction = (...args: unknown[]) => unknown;
 export interface PreparedCall {
   readonly invoke: (item: unknown) => unknown;
   readonly onError: 'throw' | 'return';
-  readonly reportStarts: boolean;
   readonly concurrency: number;
 }
 
@@ -98,7 +97,6 @@ export async function prepareCall(setup: CallSetup): Promise<PreparedCall | Setu
     return {
       invoke: createInvoker(fn, setup.shape, context),
       onError: setup.onError,
-      reportStarts: setup.reportStarts,
       concurrency: setup.concurrency,
     };
   } catch (error) {
