@@ -7,11 +7,18 @@
  * with HMAC-SHA256 under a secret both sides share (`PARMAP_SECRET`): a call's set-up, each chunk,
  * each result. A worker refuses what is unsigned or signed with another secret.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { ParmapRemoteError, ParmapScopeError, rebuildThrown, reportThrown } from '../errors.js';
 import type { RemoteChunkJob, RemoteChunkResult, RemoteOutcome } from '../protocol.js';
 import { fromBytes, toBytes } from '../transfer.js';
 import type { ChunkOutcome } from './executor.js';
+
+/**
+ * Node's crypto module, loaded on first use: importing it costs a program about 3 ms at start-up,
+ * and only calls with a `backend` need it.
+ */
+export function crypto(): typeof import('node:crypto') {
+  return process.getBuiltinModule('node:crypto');
+}
 
 /** The keys under a prefix (`parmap` unless set); BullMQ's own keys are `<prefix>:<call>:...`. */
 export function remoteKeys(prefix: string) {
@@ -35,12 +42,12 @@ export const CALL_RECORD_TTL_S = 30;
 export const WORKER_ENTRY_TTL_S = 10;
 
 export function hashOf(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
+  return crypto().createHash('sha256').update(bytes).digest('hex');
 }
 
 /** The signature of `parts` under `secret`; the first part says what is signed. */
 export function sign(secret: string, parts: readonly (string | Uint8Array)[]): string {
-  const hmac = createHmac('sha256', secret);
+  const hmac = crypto().createHmac('sha256', secret);
   for (const part of parts) {
     const bytes = typeof part === 'string' ? Buffer.from(part) : part;
     // Each part with its length, so no two lists of parts read as the same bytes.
@@ -54,7 +61,7 @@ export function verify(secret: string, parts: readonly (string | Uint8Array)[], 
   if (typeof signature !== 'string' || signature.length !== 64) return false;
   const expected = Buffer.from(sign(secret, parts), 'hex');
   const given = Buffer.from(signature, 'hex');
-  return given.byteLength === expected.byteLength && timingSafeEqual(given, expected);
+  return given.byteLength === expected.byteLength && crypto().timingSafeEqual(given, expected);
 }
 
 export function toBase64(bytes: Uint8Array): string {

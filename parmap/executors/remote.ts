@@ -9,7 +9,6 @@
  * chunk: a job that BullMQ re-runs after its worker died completes once, and an outcome for a
  * chunk no longer pending is ignored. On every way out, the queue and the call's keys are removed.
  */
-import { randomBytes } from 'node:crypto';
 import type { Queue as BullQueue, QueueEvents as BullQueueEvents } from 'bullmq';
 import type { Redis as RedisClient } from 'ioredis';
 import { ParmapRemoteError } from '../errors.js';
@@ -21,6 +20,7 @@ import { connectRedis, reconnecting, workerSlots } from './remote-redis.js';
 import {
   CALL_RECORD_TTL_S,
   chunkJob,
+  crypto,
   hashOf,
   readChunkResult,
   remoteKeys,
@@ -53,7 +53,7 @@ interface Connected {
 
 export class RemoteExecutor implements Executor {
   readonly stoppable = false;
-  private readonly name = `c${randomBytes(8).toString('hex')}`;
+  private readonly name = `c${crypto().randomBytes(8).toString('hex')}`;
   private readonly keys;
   private readonly hash: string;
   private connected: Connected | undefined;
