@@ -5,7 +5,7 @@
  * by itself.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -217,23 +217,28 @@ describe('context: the value and how fn receives it', () => {
   });
 
   it('a context that throws fails the call saying so, and no item runs', async () => {
-    const marks = join(mkdtempSync(join(tmpdir(), 'parmap-context-')), 'ran');
-    const outcome = await runModule(`
-      const out = [];
-      for (const options of [${options.join(', ')}]) {
-        const error = await parmap((x) => require('node:fs').appendFileSync(marks, 'x'), range(20), {
-          ...options, context: () => { throw new Error('no database') }, scope: { marks: ${JSON.stringify(marks)} },
-        }).then(() => undefined, (e) => e);
-        out.push({ name: error?.name, message: error?.message, cause: error?.cause?.message });
+    const dir = mkdtempSync(join(tmpdir(), 'parmap-context-'));
+    try {
+      const marks = join(dir, 'ran');
+      const outcome = await runModule(`
+        const out = [];
+        for (const options of [${options.join(', ')}]) {
+          const error = await parmap((x) => require('node:fs').appendFileSync(marks, 'x'), range(20), {
+            ...options, context: () => { throw new Error('no database') }, scope: { marks: ${JSON.stringify(marks)} },
+          }).then(() => undefined, (e) => e);
+          out.push({ name: error?.name, message: error?.message, cause: error?.cause?.message });
+        }
+        console.log(JSON.stringify(out));
+      `);
+      for (const error of lastJson<{ name: string; message: string; cause: string }[]>(outcome)) {
+        assert.equal(error.name, 'ParmapError');
+        assert.match(error.message, /context function threw/);
+        assert.equal(error.cause, 'no database');
       }
-      console.log(JSON.stringify(out));
-    `);
-    for (const error of lastJson<{ name: string; message: string; cause: string }[]>(outcome)) {
-      assert.equal(error.name, 'ParmapError');
-      assert.match(error.message, /context function threw/);
-      assert.equal(error.cause, 'no database');
+      assert.equal(existsSync(marks), false, 'an item ran');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
-    assert.equal(existsSync(marks), false, 'an item ran');
   });
 
   it('teardown without context is a TypeError at the call', async () => {

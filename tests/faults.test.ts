@@ -262,15 +262,18 @@ describe('retries', { concurrency: 2 }, () => {
   for (const workerType of ['thread', 'process'] as const) {
     it(`re-runs the items of a worker that died once, and the call succeeds (${workerType})`, async () => {
       const outcome = await runScenario(
-        `import { mkdtempSync, existsSync, writeFileSync } from 'node:fs';
+        `import { mkdtempSync, rmSync } from 'node:fs';
          import { join } from 'node:path';
          import { tmpdir } from 'node:os';
-         const marker = join(mkdtempSync(join(tmpdir(), 'parmap-retry-')), 'died-once');
+         const dir = mkdtempSync(join(tmpdir(), 'parmap-retry-'));
+         const marker = join(dir, 'died-once');
          const results = await parmap((x, marker) => {
            const fs = require('node:fs');
            if (x === 5 && !fs.existsSync(marker)) { fs.writeFileSync(marker, ''); process.exit(9); }
            return x * 2;
-         }, range(40), { n: 2, chunksize: 10, retries: 1, args: [marker], workerType: '${workerType}' });
+         }, range(40), { n: 2, chunksize: 10, retries: 1, args: [marker], workerType: '${workerType}' }).finally(() =>
+           rmSync(dir, { recursive: true, force: true }),
+         );
          console.log(JSON.stringify(results));`,
       );
       assert.equal(outcome.timedOut, false, outcome.stderr);

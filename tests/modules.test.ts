@@ -42,21 +42,26 @@ describe('functions from modules', () => {
     });
 
     it(`${name}: a missing export fails before any item runs, naming it and listing the exported functions`, async () => {
-      const marks = join(mkdtempSync(join(tmpdir(), 'parmap-modules-')), 'ran');
-      await assert.rejects(parmap({ module: hasherPath, export: 'hash' }, words, options), {
-        name: 'ParmapError',
-        message: /no function exported as `hash` \(for fn\); its exported functions: default, hashTwice, makeHasher$/,
-      });
-      // The same for a context from a module: fn, which would leave a mark, never runs.
-      const fn = () => require('node:fs').appendFileSync(marks, 'x');
-      await assert.rejects(
-        parmap(fn, words, { ...options, scope: { marks }, context: { module: hasherPath, export: 'algorithm' } }),
-        {
-          message:
-            /no function exported as `algorithm` \(for context\); its exported functions: default, hashTwice, makeHasher$/,
-        },
-      );
-      assert.equal(existsSync(marks), false, 'an item ran');
+      const dir = mkdtempSync(join(tmpdir(), 'parmap-modules-'));
+      try {
+        const marks = join(dir, 'ran');
+        await assert.rejects(parmap({ module: hasherPath, export: 'hash' }, words, options), {
+          name: 'ParmapError',
+          message: /no function exported as `hash` \(for fn\); its exported functions: default, hashTwice, makeHasher$/,
+        });
+        // The same for a context from a module: fn, which would leave a mark, never runs.
+        const fn = () => require('node:fs').appendFileSync(marks, 'x');
+        await assert.rejects(
+          parmap(fn, words, { ...options, scope: { marks }, context: { module: hasherPath, export: 'algorithm' } }),
+          {
+            message:
+              /no function exported as `algorithm` \(for context\); its exported functions: default, hashTwice, makeHasher$/,
+          },
+        );
+        assert.equal(existsSync(marks), false, 'an item ran');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   }
 

@@ -798,6 +798,7 @@ describe('queueing: calls that end early while chunks are queued', () => {
       await pool.close();
       out.pool = 'released before close: ' + beforeClose;
       out.queued = queued() > 0;
+      rmSync(file, { force: true });
       console.log(JSON.stringify(out));
     `);
     assert.deepEqual(outcome, {
