@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ParmapTimeoutError, parmap } from '../dist/index.js';
+import { ParmapError, ParmapTimeoutError, parmap } from '../dist/index.js';
 
 /** Given to fn by `scope`. */
 declare const HANG: number;
@@ -58,4 +58,24 @@ describe('timeout with process workers and many fast items', { timeout: 60_000 }
       );
     });
   }
+});
+
+describe('timeout with process workers and no usable temporary directory', () => {
+  it('fails the call saying what to do, rather than run without watching the time', async () => {
+    const saved = process.env.TMPDIR;
+    // Process workers get this environment as they start; the pool is this call's own.
+    process.env.TMPDIR = '/nonexistent/parmap-test-dir';
+    try {
+      await assert.rejects(
+        parmap((x: number) => x, range(100), { n: 2, workerType: 'process', timeout: 1_000 }),
+        (error: unknown) =>
+          error instanceof ParmapError &&
+          /cannot make one in \/nonexistent\/parmap-test-dir/.test(error.message) &&
+          /point TMPDIR at a writable directory, or use workerType: 'thread'/.test(error.message),
+      );
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+  });
 });

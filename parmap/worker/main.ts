@@ -78,7 +78,8 @@ function inTurn(request: ChunkRequest, send: Send): Promise<void> {
 async function runOne(request: ChunkRequest, send: Send): Promise<void> {
   const { progress } = request;
   // A process watched for a timeout writes its marks to its progress file (see protocol.ts).
-  const file = request.progressKey === undefined ? undefined : progressFile();
+  const made = request.progressKey === undefined ? undefined : progressFile();
+  const file = typeof made === 'string' ? undefined : made;
   if (progress === undefined) send(took(file));
   // Claimed before it starts: a chunk the main side took back while it waited (it waited behind a
   // slow one) or no longer wants is skipped, unanswered; the main side has moved on.
@@ -89,6 +90,10 @@ async function runOne(request: ChunkRequest, send: Send): Promise<void> {
   );
   if (call === undefined) {
     send({ kind: 'reply', reply: { kind: 'notSetUp' } });
+    return;
+  }
+  if (typeof made === 'string') {
+    send({ kind: 'reply', reply: { kind: 'setupFailed', missing: [], problem: made } });
     return;
   }
   const ready = await call;

@@ -17,22 +17,30 @@ export interface ProgressFile {
   write(): void;
 }
 
-let made: ProgressFile | null | undefined;
+let made: ProgressFile | string | undefined;
 
-/** This process's progress file, made on first use; `undefined` when it cannot be made. */
-export function progressFile(): ProgressFile | undefined {
-  if (made === undefined) made = makeProgressFile();
-  return made ?? undefined;
+/**
+ * This process's progress file, made on first use, or why it cannot be made: a call whose timeout
+ * could not be watched must not run as if it had none.
+ */
+export function progressFile(): ProgressFile | string {
+  made ??= makeProgressFile();
+  return made;
 }
 
-function makeProgressFile(): ProgressFile | null {
-  const path = join(tmpdir(), `parmap-progress-${process.pid}-${Date.now().toString(36)}`);
+function makeProgressFile(): ProgressFile | string {
+  const directory = tmpdir();
+  const path = join(directory, `parmap-progress-${process.pid}-${Date.now().toString(36)}`);
   let fd: number;
   try {
     fd = openSync(path, 'wx', 0o600);
-  } catch {
-    // No writable temporary directory: the parent then sees no progress, as a timeout's last resort.
-    return null;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return (
+      `with \`timeout\`, a process worker writes where it has got to a small file in the temporary ` +
+      `directory, and it cannot make one in ${directory} (${reason}): point TMPDIR at a writable ` +
+      `directory, or use workerType: 'thread'`
+    );
   }
   process.once('exit', () => {
     closeSync(fd);
