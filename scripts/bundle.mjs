@@ -1,7 +1,8 @@
-// Bundles what tsc built into the two files that run: the library's entry (ESM) and the worker
-// script (CommonJS). Node's ES module loader then resolves one file instead of a graph of about
+// Bundles what tsc built into the three files that run: the library's entry (ESM), the `parmap`
+// command (ESM) and the worker script (CommonJS). Node's ES module loader then resolves one file instead of a graph of about
 // fifty: importing parmap went from about 24 ms to 8 ms, and each worker starts about 12 ms sooner
 // (a quarter of a thread's whole start-up on a 2-core machine).
+import { chmodSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const shared = { bundle: true, platform: 'node', target: 'node20', logLevel: 'warning' };
@@ -21,6 +22,20 @@ await build({
   banner: { js: "const __parmapModuleUrl = new URL('./parmap/executors/', import.meta.url).href;" },
   logOverride,
 });
+
+// The command, with the library inside: run from the module graph tsc wrote, it spent about 20 ms
+// more loading it before doing anything. It sits beside the folders whose files it stands in for.
+await build({
+  ...shared,
+  entryPoints: ['dist/parmap/cli/main.js'],
+  outfile: 'dist/parmap/cli.js',
+  format: 'esm',
+  packages: 'external',
+  define: { 'import.meta.url': '__parmapModuleUrl' },
+  banner: { js: "const __parmapModuleUrl = new URL('./executors/', import.meta.url).href;" },
+  logOverride,
+});
+chmodSync('dist/parmap/cli.js', 0o755);
 
 await build({
   ...shared,

@@ -14,7 +14,7 @@ import { type MapCommand, moduleSource, parseCommandLine, UsageError } from '../
 import { describeSyntaxError, functionFromText } from '../dist/parmap/cli/function-text.js';
 import { formatResult, LineNumbers, LineWriter, parseJsonLine } from '../dist/parmap/cli/lines.js';
 
-const bin = fileURLToPath(new URL('../dist/parmap/cli/main.js', import.meta.url));
+const bin = fileURLToPath(new URL('../dist/parmap/cli.js', import.meta.url));
 const fixtures = fileURLToPath(new URL('./fixtures/cli/', import.meta.url));
 const packageVersion = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
