@@ -31,6 +31,8 @@ await build({
   outfile: 'dist/parmap/cli.js',
   format: 'esm',
   packages: 'external',
+  // Coverage of the command's code is counted in the files it was bundled from.
+  sourcemap: 'linked',
   define: { 'import.meta.url': '__parmapModuleUrl' },
   banner: { js: "const __parmapModuleUrl = new URL('./executors/', import.meta.url).href;" },
   logOverride,
