@@ -14,6 +14,7 @@ import { cpuBound, loopsPerMs, scaling } from './cpu-bound.js';
 import { largeArgument } from './large-argument.js';
 import { quick } from './measure.js';
 import { memory } from './memory.js';
+import { processTimeout } from './process-timeout.js';
 import { remoteWorkers } from './remote.js';
 import { printSummary } from './report.js';
 import { reusablePool } from './reusable-pool.js';
@@ -37,6 +38,7 @@ const SECTIONS: readonly (readonly [string, () => Promise<void>])[] = [
   ['scaling', () => scaling(calibration)],
   ['pool', reusablePool],
   ['remote', () => remoteWorkers(calibration)],
+  ['process-timeout', processTimeout],
 ];
 
 const only = process.argv
