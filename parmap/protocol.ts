@@ -71,6 +71,13 @@ export interface ChunkRequest {
    * where the worker writes the chunk's marks as each item starts (see {@link PROGRESS_FILE_INTS}).
    */
   readonly progressKey?: number | undefined;
+  /**
+   * Threads only, for a chunk sent as a workerpool task: the key under which the thread answers on
+   * its chunk port ({@link PortReply}), as it answers queued chunks. workerpool drops the events of
+   * a worker's tasks once it hears of its end, and an answer sent just before an error ended the
+   * thread would be lost with them; the port still holds it.
+   */
+  readonly replyKey?: number | undefined;
 }
 
 /**

@@ -34,6 +34,8 @@ export interface HostChunk {
   sentAt?: number;
   /** The worker that took it, once known. */
   worker: WorkerHandle | undefined;
+  /** A thread's task: the key of its answer on the thread's chunk port (see `replyKey`). */
+  replyKey?: number | undefined;
   /** A process's marks for it, as last read from the worker's progress file once the worker ended. */
   endMarks?: Int32Array | undefined;
   reply: ChunkReply | undefined;
@@ -78,6 +80,8 @@ export class WorkerHost {
   private readonly inFlight = new Set<HostChunk>();
   /** Chunks queued on threads' ports, by their key in the port's messages. */
   private readonly queued = new Map<number, HostChunk>();
+  /** Chunks sent to threads as workerpool tasks, by the key of their answer on the thread's port. */
+  private readonly answeredOnPort = new Map<number, HostChunk>();
   private nextQueueKey = 0;
   /** Threads a chunk was taken back from: nothing more is queued on them until their chunk ends. */
   private readonly stalled = new WeakSet<WorkerHandle>();
@@ -257,9 +261,15 @@ export class WorkerHost {
     chunk.pool = pool;
     this.keepAlive();
     const on = (event: WorkerEvent) => this.onEvent(chunk, event);
-    const { request } = chunk;
+    let { request } = chunk;
+    const threads = this.options.workerType === 'thread';
+    if (threads) {
+      chunk.replyKey = this.nextQueueKey++;
+      this.answeredOnPort.set(chunk.replyKey, chunk);
+      request = { ...request, replyKey: chunk.replyKey };
+    }
     // The items are made for this chunk and can be moved; the set-up is sent again to other workers.
-    const transfer = this.options.workerType === 'thread' ? transferList([request.items]) : [];
+    const transfer = threads ? transferList([request.items]) : [];
     let settled: PromiseLike<unknown>;
     try {
       settled = pool.exec(RUN_CHUNK, [request], { on, transfer });
@@ -268,9 +278,35 @@ export class WorkerHost {
       return;
     }
     settled.then(
-      () => this.finish(chunk, undefined),
-      (error: unknown) => this.finish(chunk, error),
+      () => this.taskSettled(chunk, undefined),
+      (error: unknown) => this.taskSettled(chunk, error),
     );
+  }
+
+  /**
+   * workerpool settled a chunk's task. A thread answered on its chunk port before the task ended,
+   * so the answer is there to read, even when the thread has died since (workerpool then rejects
+   * the task at once, with the thread's error, and drops what it had not delivered). A rejection
+   * comes from inside workerpool's own handling of the end: it is settled after it, as `adopt`
+   * settles a thread's other chunks.
+   */
+  private taskSettled(chunk: HostChunk, error: unknown): void {
+    const settle = () => {
+      if (chunk.replyKey !== undefined) this.readPort(this.workerOf(chunk));
+      // An answer it sent stands, whatever became of the thread afterwards.
+      this.finish(chunk, chunk.reply === undefined ? error : undefined);
+    };
+    if (error === undefined) settle();
+    else queueMicrotask(settle);
+  }
+
+  /** Takes in every answer waiting on a thread's chunk port. */
+  private readPort(worker: WorkerHandle | undefined): void {
+    const port = worker?.chunkPort;
+    if (port === undefined) return;
+    for (let message = receiveMessageOnPort(port); message !== undefined; message = receiveMessageOnPort(port)) {
+      this.onQueuedEvent(message.message as PortReply);
+    }
   }
 
   /**
@@ -325,11 +361,18 @@ export class WorkerHost {
     }
   }
 
-  /** An event about a queued chunk, from its thread's port. */
+  /**
+   * An answer from a thread's port. A queued chunk is settled by it; a chunk sent as a task is
+   * settled with its task, as before the answer came this way: settled earlier, the thread would
+   * look free while workerpool still counts it busy, and the next chunk would wait in workerpool's
+   * queue instead of behind the one it runs.
+   */
   private onQueuedEvent([key, event]: PortReply): void {
+    if (event.kind !== 'reply') return;
+    const task = this.answeredOnPort.get(key);
+    if (task !== undefined) task.reply = event.reply;
     const chunk = this.queued.get(key);
     if (chunk === undefined) return;
-    if (event.kind !== 'reply') return;
     chunk.reply = event.reply;
     this.queued.delete(key);
     this.finish(chunk, undefined);
@@ -375,6 +418,7 @@ export class WorkerHost {
   }
 
   private finish(chunk: HostChunk, error: unknown): void {
+    if (chunk.replyKey !== undefined) this.answeredOnPort.delete(chunk.replyKey);
     if (!this.inFlight.delete(chunk)) return;
     if (chunk.worker !== undefined) this.stalled.delete(chunk.worker);
     if (chunk.pool !== undefined && this.retired.has(chunk.pool)) this.releaseRetired(chunk.pool);
@@ -575,11 +619,7 @@ export class WorkerHost {
       queueMicrotask(() => {
         // Replies the thread sent on its port before it ended may not have been read yet: a chunk
         // it finished is not lost with it.
-        if (port !== undefined) {
-          for (let message = receiveMessageOnPort(port); message !== undefined; message = receiveMessageOnPort(port)) {
-            this.onQueuedEvent(message.message as PortReply);
-          }
-        }
+        this.readPort(handle);
         this.loseQueued(handle);
       });
       if (!running && !handle.stoppedByUs && !this.closed && last !== undefined) {

@@ -62,9 +62,13 @@ type Send = (event: WorkerEvent) => void;
 /** The chunks of this worker run one after another, in the order they came, by either way. */
 let turn: Promise<unknown> = Promise.resolve();
 
+/** This thread's chunk port (threads only): it answers every chunk there (see `replyKey`). */
+let chunkPort: MessagePort | undefined;
+
 /** A chunk from workerpool: its task lasts until the chunk has run, in its turn. */
 function runChunk(request: ChunkRequest): Promise<void> {
-  return inTurn(request, emit);
+  const { replyKey } = request;
+  return inTurn(request, replyKey !== undefined && chunkPort !== undefined ? portReply(chunkPort, replyKey) : emit);
 }
 
 function inTurn(request: ChunkRequest, send: Send): Promise<void> {
@@ -195,15 +199,17 @@ function sendOutput(port: MessagePort): void {
   port.unref();
 }
 
+function portReply(port: MessagePort, key: number): Send {
+  return (event) => port.postMessage([key, event] satisfies PortReply);
+}
+
 /**
  * Chunks the main side queues on this thread while it runs another (threads only): each runs in
  * its turn and answers on the same port, so the thread goes from one chunk straight to the next.
  */
 function takeChunks(port: MessagePort): void {
-  port.on('message', ([key, request]: PortChunk) => {
-    const reply = (event: WorkerEvent) => port.postMessage([key, event] satisfies PortReply);
-    void inTurn(request, reply);
-  });
+  chunkPort = port;
+  port.on('message', ([key, request]: PortChunk) => void inTurn(request, portReply(port, key)));
   // The port must not keep an idle thread alive: workerpool decides when threads end.
   port.unref();
 }
