@@ -230,6 +230,27 @@ async function stop(): Promise<void> {
     new Promise((resolve) => setTimeout(resolve, RELEASE_LIMIT_MS)),
   ]);
   await releaseContexts(RELEASE_LIMIT_MS);
+  if (inProcess) await flushOutput(RELEASE_LIMIT_MS);
+}
+
+/**
+ * Waits until what fn printed has been written: a process's stdout, when it is a pipe the reader
+ * has not kept up with, holds the rest in memory, and exiting would lose it (the last lines of a
+ * run, about one run in eight in a test that prints 2,000).
+ */
+async function flushOutput(limitMs: number): Promise<void> {
+  const pending = [process.stdout, process.stderr]
+    .filter((stream) => stream.writableLength > 0)
+    .map((stream) => new Promise((resolve) => stream.once('drain', resolve)));
+  if (pending.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(pending),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, limitMs);
+    }),
+  ]);
+  clearTimeout(timer);
 }
 
 workerpool.worker({ [RUN_CHUNK]: runChunk }, { onTerminate: stop });
