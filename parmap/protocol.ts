@@ -72,6 +72,11 @@ export interface ChunkRequest {
    */
   readonly progressKey?: number | undefined;
   /**
+   * With `progressKey`: where the worker makes its progress file, an absolute path to which it
+   * adds its pid. The parent chooses it, so it can remove what a worker leaves there.
+   */
+  readonly progressPrefix?: string | undefined;
+  /**
    * Threads only, for a chunk sent as a workerpool task: the key under which the thread answers on
    * its chunk port ({@link PortReply}), as it answers queued chunks. workerpool drops the events of
    * a worker's tasks once it hears of its end, and an answer sent just before an error ended the

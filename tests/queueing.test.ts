@@ -257,6 +257,28 @@ describe('queueing: taking back a chunk that waits behind a slow one', () => {
 });
 
 describe('queueing: pools', () => {
+  it("calls waiting for a worker of a shared pool are told when another call's item is stopped for its timeout", async () => {
+    // Three calls on 2 workers: two each have an item that hangs until its timeout stops the worker;
+    // the third waits its turn. A stopped chunk freed its worker without telling the waiting calls.
+    const outcome = await report(`
+      const fn = (x) => { if (x === HANG) { if (ASYNC) return new Promise(() => {}); for (;;); } return x; };
+      const pool = createPool({ n: 2 });
+      const show = (p) => p.then((r) => r.map((v) => (typeof v === 'number' ? v : v.name + ' ' + v.index)), (e) => e.name + ' ' + e.index);
+      const [a, b, c] = await Promise.all([
+        show(pool.map(fn, range(10), { scope: { HANG: 5, ASYNC: true }, timeout: 300, retries: 1, onError: 'return' })),
+        show(pool.map(fn, range(17), { scope: { HANG: -1, ASYNC: false }, concurrency: 8, chunksize: 1 })),
+        show(pool.map(fn, range(17), { scope: { HANG: 11, ASYNC: false }, timeout: 300, retries: 1 })),
+      ]);
+      await pool.close();
+      console.log(JSON.stringify({ a, b, c }));
+    `);
+    assert.deepEqual(outcome, {
+      a: range(10).map((x) => (x === 5 ? 'ParmapTimeoutError 5' : x)),
+      b: range(17),
+      c: 'ParmapTimeoutError 11',
+    });
+  });
+
   it('three concurrent maps on one pool each get exactly their own results', async () => {
     const pool = createPool({ n: 2 });
     try {

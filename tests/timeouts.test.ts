@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ParmapError, ParmapTimeoutError, parmap } from '../dist/index.js';
+import { createPool, ParmapError, ParmapTimeoutError, parmap } from '../dist/index.js';
 
 /** Given to fn by `scope`. */
 declare const HANG: number;
+declare const CRASH_AT: number;
 
 const range = (count: number) => Array.from({ length: count }, (_, i) => i);
 
@@ -79,6 +83,57 @@ describe('timeout with process workers and no usable temporary directory', () =>
     } finally {
       if (saved === undefined) delete process.env.TMPDIR;
       else process.env.TMPDIR = saved;
+    }
+  });
+});
+
+describe('timeout with process workers: where a worker had got, after it ended', () => {
+  for (const crashAt of [0, 5, 9]) {
+    it(`a worker that exits at item ${crashAt} of its first chunk is blamed on that item alone`, async () => {
+      // The worker's progress file must outlive it: its parent may read the file only after the end.
+      const results = await parmap(
+        (x: number) => {
+          if (x === CRASH_AT) process.exit(3);
+          return x;
+        },
+        range(40),
+        { n: 2, workerType: 'process', chunksize: 10, timeout: 5_000, onError: 'return', scope: { CRASH_AT: crashAt } },
+      );
+      const failed = results.flatMap((value, i) => (typeof value === 'number' ? [] : [i]));
+      assert.deepEqual(failed, [crashAt]);
+    });
+  }
+
+  it('a relative TMPDIR means the same place after this process changes directory', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'parmap-relative-'));
+    const saved = { dir: process.cwd(), tmp: process.env.TMPDIR };
+    mkdirSync(join(base, 'a', 'files'), { recursive: true });
+    mkdirSync(join(base, 'b'));
+    process.chdir(join(base, 'a'));
+    process.env.TMPDIR = 'files';
+    const pool = createPool({ n: 1, workerType: 'process' });
+    try {
+      assert.deepEqual(await pool.map((x: number) => x, [1, 2], { timeout: 5_000 }), [1, 2]);
+      process.chdir(join(base, 'b'));
+      await assert.rejects(
+        pool.map(
+          (x: number) => {
+            if (x === 1) for (;;);
+            return x;
+          },
+          [0, 1],
+          { timeout: 300, chunksize: 2, signal: AbortSignal.timeout(10_000) },
+        ),
+        (error: unknown) => error instanceof ParmapTimeoutError && error.index === 1,
+      );
+    } finally {
+      await pool.close();
+      process.chdir(saved.dir);
+      if (saved.tmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved.tmp;
+      const left = readdirSync(join(base, 'a', 'files'));
+      rmSync(base, { recursive: true, force: true });
+      assert.deepEqual(left, [], 'progress files left behind');
     }
   });
 });

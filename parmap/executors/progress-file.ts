@@ -3,8 +3,54 @@
  * protocol.ts). Opened when the worker names it, and unlinked at once, so nothing is left behind
  * however either side ends; read when the timeout is checked, and once more when the worker ends.
  */
-import { closeSync, openSync, readSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import { PROGRESS_FILE_INTS } from '../protocol.js';
+
+/** Prefixes whose files are removed as this process exits, if still there. */
+const livePrefixes = new Set<string>();
+let prefixCount = 0;
+let removedAtExit = false;
+
+/**
+ * A prefix for the progress files of one host's process workers, each adding its pid: absolute,
+ * so a relative TMPDIR means the same to every worker whatever this process's directory is now.
+ */
+export function newProgressPrefix(): string {
+  if (!removedAtExit) {
+    removedAtExit = true;
+    process.once('exit', () => {
+      for (const prefix of [...livePrefixes]) removeProgressFiles(prefix);
+    });
+  }
+  const prefix = join(resolve(tmpdir()), `parmap-progress-${process.pid}-${++prefixCount}-`);
+  livePrefixes.add(prefix);
+  return prefix;
+}
+
+/**
+ * Removes the files left under `prefix`: a worker whose parent never heard of its file (it ended
+ * first, or this process is exiting) leaves it there.
+ */
+export function removeProgressFiles(prefix: string): void {
+  livePrefixes.delete(prefix);
+  const start = basename(prefix);
+  let names: string[];
+  try {
+    names = readdirSync(dirname(prefix));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(start)) continue;
+    try {
+      unlinkSync(join(dirname(prefix), name));
+    } catch {
+      // Unlinked meanwhile by whoever opened it.
+    }
+  }
+}
 
 export class ProgressFileReader {
   private readonly slot = new Int32Array(PROGRESS_FILE_INTS);
@@ -15,7 +61,7 @@ export class ProgressFileReader {
     this.fd = fd;
   }
 
-  /** Opens the file a worker named; `undefined` if it is gone (the worker was killed first). */
+  /** Opens the file a worker named, and unlinks it; `undefined` if it cannot be opened. */
   static open(path: string): ProgressFileReader | undefined {
     let fd: number;
     try {
@@ -26,7 +72,7 @@ export class ProgressFileReader {
     try {
       unlinkSync(path);
     } catch {
-      // The worker unlinks it too as it exits.
+      // Removed with the rest under its prefix when the host closes.
     }
     return new ProgressFileReader(fd);
   }

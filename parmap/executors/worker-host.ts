@@ -11,7 +11,7 @@ import { transferList } from '../transfer.js';
 import { type Lease, workerBudget } from './budget.js';
 import type { ChunkTask, WorkerEnding } from './executor.js';
 import type { WorkerHandle } from './node-workers.js';
-import { ProgressFileReader } from './progress-file.js';
+import { newProgressPrefix, ProgressFileReader, removeProgressFiles } from './progress-file.js';
 import { type PoolSettings, startWorkerpool, stopWorkers, type WorkerpoolPool } from './workerpool-pool.js';
 
 export { isWorkerTermination } from './workerpool-pool.js';
@@ -102,6 +102,7 @@ export class WorkerHost {
   private readonly lastChunk = new WeakMap<WorkerHandle, HostChunk>();
   /** Process workers' progress files (calls with a timeout), until the worker ends. */
   private readonly progressFiles = new Map<WorkerHandle, ProgressFileReader>();
+  private progressFilesAt: string | undefined;
   private readonly channels = new Set<CallChannel>();
   /** The pool each worker belongs to. */
   private readonly poolOf = new WeakMap<WorkerHandle, WorkerpoolPool>();
@@ -123,6 +124,12 @@ export class WorkerHost {
   private stopping = false;
 
   constructor(private readonly options: HostOptions) {}
+
+  /** Where this host's process workers make their progress files (see protocol.ts). */
+  get progressPrefix(): string {
+    this.progressFilesAt ??= newProgressPrefix();
+    return this.progressFilesAt;
+  }
 
   /** Workers granted to this host now. */
   get granted(): number {
@@ -484,7 +491,7 @@ export class WorkerHost {
     const { progress } = chunk.request;
     if (progress !== undefined) Atomics.store(progress, MARK_CLAIM, CANCELLED);
     this.forgetQueued(chunk);
-    this.inFlight.delete(chunk);
+    if (this.inFlight.delete(chunk)) this.tellWaiting();
   }
 
   private forgetQueued(chunk: HostChunk): void {
@@ -512,7 +519,12 @@ export class WorkerHost {
       });
     }
     this.forgetQueued(chunk);
-    if (this.inFlight.delete(chunk)) chunk.channel.settled(chunk, new Error('stopped by parmap'));
+    if (!this.inFlight.delete(chunk)) return;
+    chunk.channel.settled(chunk, new Error('stopped by parmap'));
+    // A worker is free for the calls that wait, as when a chunk finishes: told nothing, calls that
+    // had waited behind this one on a shared pool waited for ever.
+    this.tellWaiting();
+    this.applyHold();
   }
 
   /**
@@ -661,6 +673,7 @@ export class WorkerHost {
     this.lease?.release();
     this.lease = undefined;
     await stopWorkers([this.pool, ...this.retired], handles);
+    if (this.progressFilesAt !== undefined) removeProgressFiles(this.progressFilesAt);
     this.retired.clear();
   }
 }

@@ -125,7 +125,9 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
       setup: needsSetup ? this.options.setup : undefined,
       items,
       progress: workerType === 'thread' ? newChunkMarks(true) : undefined,
-      progressKey: workerType === 'process' && this.options.watchesTime ? nextProgressKey() : undefined,
+      ...(workerType === 'process' && this.options.watchesTime
+        ? { progressKey: nextProgressKey(), progressPrefix: this.host.progressPrefix }
+        : {}),
     };
     const chunk: HostChunk = {
       request,

@@ -82,7 +82,7 @@ function inTurn(request: ChunkRequest, send: Send): Promise<void> {
 async function runOne(request: ChunkRequest, send: Send): Promise<void> {
   const { progress } = request;
   // A process watched for a timeout writes its marks to its progress file (see protocol.ts).
-  const made = request.progressKey === undefined ? undefined : progressFile();
+  const made = request.progressPrefix === undefined ? undefined : progressFile(request.progressPrefix);
   const file = typeof made === 'string' ? undefined : made;
   if (progress === undefined) send(took(file));
   // Claimed before it starts: a chunk the main side took back while it waited (it waited behind a

@@ -1,13 +1,14 @@
 /**
  * A process worker's progress file (see `PROGRESS_FILE_INTS` in protocol.ts): where it writes a
  * chunk's marks as each item starts, for a parent that cannot read its memory. Made on the first
- * chunk that asks for it; the parent unlinks it once it has opened it, and this process unlinks it
- * as it exits in case the parent never did (it was killed first).
+ * chunk that asks for it, where the parent says; the parent unlinks it once it has opened it, and
+ * removes what is left under its prefix as it closes or exits. When the parent is killed, the
+ * watchdog removes it.
  */
-import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { openSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { PROGRESS_FILE_INTS } from '../protocol.js';
+import { removeIfOrphaned } from './watchdog.js';
 
 export interface ProgressFile {
   readonly path: string;
@@ -20,17 +21,17 @@ export interface ProgressFile {
 let made: ProgressFile | string | undefined;
 
 /**
- * This process's progress file, made on first use, or why it cannot be made: a call whose timeout
- * could not be watched must not run as if it had none.
+ * This process's progress file, made on first use at `prefix` and this pid, or why it cannot be
+ * made: a call whose timeout could not be watched must not run as if it had none.
  */
-export function progressFile(): ProgressFile | string {
-  made ??= makeProgressFile();
+export function progressFile(prefix: string): ProgressFile | string {
+  made ??= makeProgressFile(prefix);
   return made;
 }
 
-function makeProgressFile(): ProgressFile | string {
-  const directory = tmpdir();
-  const path = join(directory, `parmap-progress-${process.pid}-${Date.now().toString(36)}`);
+function makeProgressFile(prefix: string): ProgressFile | string {
+  const path = `${prefix}${process.pid}`;
+  const directory = dirname(path);
   let fd: number;
   try {
     fd = openSync(path, 'wx', 0o600);
@@ -42,14 +43,9 @@ function makeProgressFile(): ProgressFile | string {
       `directory, or use workerType: 'thread'`
     );
   }
-  process.once('exit', () => {
-    closeSync(fd);
-    try {
-      unlinkSync(path);
-    } catch {
-      // The parent unlinked it, as it should.
-    }
-  });
+  // Left for the parent, which unlinks it once it has opened it, even after this process has
+  // ended (it then reads where the chunk had got); a parent that is gone leaves it to the watchdog.
+  removeIfOrphaned(path);
   const slot = new Int32Array(PROGRESS_FILE_INTS);
   const bytes = new Uint8Array(slot.buffer);
   const write = () => {

@@ -10,14 +10,25 @@ import { Worker } from 'node:worker_threads';
 const WATCH_PERIOD_MS = 200;
 
 const WATCHER = `
-const { workerData } = require('node:worker_threads');
+const { workerData, parentPort } = require('node:worker_threads');
+const files = [];
+parentPort.on('message', (path) => files.push(path));
 setInterval(() => {
-  if (process.ppid !== workerData.parent) process.kill(process.pid, 'SIGKILL');
+  if (process.ppid === workerData.parent) return;
+  for (const path of files) try { require('node:fs').unlinkSync(path) } catch {}
+  process.kill(process.pid, 'SIGKILL');
 }, ${WATCH_PERIOD_MS});
 `;
 
+let watcher: Worker | undefined;
+
+/** A file this process made for its parent: removed if the parent dies before it can. */
+export function removeIfOrphaned(path: string): void {
+  watcher?.postMessage(path);
+}
+
 export function watchParent(): void {
-  const watcher = new Worker(WATCHER, {
+  watcher = new Worker(WATCHER, {
     eval: true,
     workerData: { parent: process.ppid },
     // It needs nothing of the caller's flags, and must not hold the worker's own exit.
