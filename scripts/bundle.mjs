@@ -1,6 +1,6 @@
 // Bundles what tsc built into the three files that run: the library's entry (ESM), the `parmap`
-// command (ESM) and the worker script (CommonJS). Node's ES module loader then resolves one file instead of a graph of about
-// fifty: importing parmap went from about 24 ms to 8 ms, and each worker starts about 12 ms sooner
+// command (ESM) and the worker script (CommonJS). Node's ES module loader then resolves one file
+// instead of a graph of about fifty: importing parmap went from about 24 ms to 8 ms, and each worker starts about 12 ms sooner
 // (a quarter of a thread's whole start-up on a 2-core machine).
 import { chmodSync } from 'node:fs';
 import { build } from 'esbuild';
@@ -9,34 +9,31 @@ const shared = { bundle: true, platform: 'node', target: 'node20', logLevel: 'wa
 // import(url, attributes) with attributes from the caller's code: left as it is, which Node runs.
 const logOverride = { 'unsupported-dynamic-import': 'silent' };
 
-// The entry keeps its packages (workerpool, acorn, ora...) as imports: they load only when used.
-// Modules find the worker script and resolve packages from their own place, which in the bundle
-// is stood in for by the folder they were built into.
-await build({
-  ...shared,
-  entryPoints: ['dist/index.js'],
-  outfile: 'dist/parmap.js',
-  format: 'esm',
-  packages: 'external',
-  define: { 'import.meta.url': '__parmapModuleUrl' },
-  banner: { js: "const __parmapModuleUrl = new URL('./parmap/executors/', import.meta.url).href;" },
-  logOverride,
-});
+/**
+ * An ES module bundle that keeps its packages (workerpool, acorn, ora...) as imports: they load
+ * only when used. Modules find the worker script and resolve packages from their own place, which
+ * in the bundle is stood in for by `executors`, the folder they were built into, relative to it.
+ */
+function esmBundle(entry, outfile, executors, extra = {}) {
+  return build({
+    ...shared,
+    entryPoints: [entry],
+    outfile,
+    format: 'esm',
+    packages: 'external',
+    define: { 'import.meta.url': '__parmapModuleUrl' },
+    banner: { js: `const __parmapModuleUrl = new URL('${executors}', import.meta.url).href;` },
+    logOverride,
+    ...extra,
+  });
+}
+
+await esmBundle('dist/index.js', 'dist/parmap.js', './parmap/executors/');
 
 // The command, with the library inside: run from the module graph tsc wrote, it spent about 20 ms
-// more loading it before doing anything. It sits beside the folders whose files it stands in for.
-await build({
-  ...shared,
-  entryPoints: ['dist/parmap/cli/main.js'],
-  outfile: 'dist/parmap/cli.js',
-  format: 'esm',
-  packages: 'external',
-  // Coverage of the command's code is counted in the files it was bundled from.
-  sourcemap: 'linked',
-  define: { 'import.meta.url': '__parmapModuleUrl' },
-  banner: { js: "const __parmapModuleUrl = new URL('./executors/', import.meta.url).href;" },
-  logOverride,
-});
+// more loading it before doing anything. Coverage of its code is counted, through the source map,
+// in the files it was bundled from.
+await esmBundle('dist/parmap/cli/main.js', 'dist/parmap/cli.js', './executors/', { sourcemap: 'linked' });
 chmodSync('dist/parmap/cli.js', 0o755);
 
 await build({

@@ -14,7 +14,7 @@ import { encode, fromBytes } from '../transfer.js';
 import { setWorkerBudget } from './budget.js';
 import { CallService } from './remote-call-service.js';
 import { connectRedis, type RedisTarget } from './remote-redis.js';
-import { crypto, fromBase64, hashOf, remoteKeys, verify, WORKER_ENTRY_TTL_S } from './remote-wire.js';
+import { fromBase64, hashOf, nodeCrypto, remoteKeys, verify, WORKER_ENTRY_TTL_S } from './remote-wire.js';
 
 export interface ServeOptions extends RedisTarget {
   readonly secret: string;
@@ -40,7 +40,7 @@ export async function serveCalls(options: ServeOptions): Promise<void> {
 }
 
 class RemoteWorker {
-  readonly id = `${hostname()}.${process.pid}.${crypto().randomBytes(2).toString('hex')}`;
+  readonly id = `${hostname()}.${process.pid}.${nodeCrypto().randomBytes(2).toString('hex')}`;
   private readonly keys;
   private client: RedisClient | undefined;
   private listener: RedisClient | undefined;

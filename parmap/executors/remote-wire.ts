@@ -16,7 +16,7 @@ import type { ChunkOutcome } from './executor.js';
  * Node's crypto module, loaded on first use: importing it costs a program about 3 ms at start-up,
  * and only calls with a `backend` need it.
  */
-export function crypto(): typeof import('node:crypto') {
+export function nodeCrypto(): typeof import('node:crypto') {
   return process.getBuiltinModule('node:crypto');
 }
 
@@ -42,12 +42,12 @@ export const CALL_RECORD_TTL_S = 30;
 export const WORKER_ENTRY_TTL_S = 10;
 
 export function hashOf(bytes: Uint8Array): string {
-  return crypto().createHash('sha256').update(bytes).digest('hex');
+  return nodeCrypto().createHash('sha256').update(bytes).digest('hex');
 }
 
 /** The signature of `parts` under `secret`; the first part says what is signed. */
 export function sign(secret: string, parts: readonly (string | Uint8Array)[]): string {
-  const hmac = crypto().createHmac('sha256', secret);
+  const hmac = nodeCrypto().createHmac('sha256', secret);
   for (const part of parts) {
     const bytes = typeof part === 'string' ? Buffer.from(part) : part;
     // Each part with its length, so no two lists of parts read as the same bytes.
@@ -61,7 +61,7 @@ export function verify(secret: string, parts: readonly (string | Uint8Array)[], 
   if (typeof signature !== 'string' || signature.length !== 64) return false;
   const expected = Buffer.from(sign(secret, parts), 'hex');
   const given = Buffer.from(signature, 'hex');
-  return given.byteLength === expected.byteLength && crypto().timingSafeEqual(given, expected);
+  return given.byteLength === expected.byteLength && nodeCrypto().timingSafeEqual(given, expected);
 }
 
 export function toBase64(bytes: Uint8Array): string {

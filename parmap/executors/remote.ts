@@ -20,8 +20,8 @@ import { connectRedis, reconnecting, workerSlots } from './remote-redis.js';
 import {
   CALL_RECORD_TTL_S,
   chunkJob,
-  crypto,
   hashOf,
+  nodeCrypto,
   readChunkResult,
   remoteKeys,
   signSetup,
@@ -53,7 +53,7 @@ interface Connected {
 
 export class RemoteExecutor implements Executor {
   readonly stoppable = false;
-  private readonly name = `c${crypto().randomBytes(8).toString('hex')}`;
+  private readonly name = `c${nodeCrypto().randomBytes(8).toString('hex')}`;
   private readonly keys;
   private readonly hash: string;
   private connected: Connected | undefined;
