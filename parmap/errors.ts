@@ -130,6 +130,11 @@ export class ParmapWorkerError extends ParmapError {
   readonly outOfMemory: boolean;
   /** How many times the item was tried (1 + retries used). */
   readonly attempts: number;
+  /**
+   * Whether the worker was idle when it died, after running `indices`: a timer or promise that
+   * `fn` started failed after `fn` returned, so those items are not to blame for certain.
+   */
+  readonly whileIdle: boolean;
 
   constructor(
     indices: readonly number[],
@@ -156,6 +161,7 @@ export class ParmapWorkerError extends ParmapError {
     this.signal = ending.signal;
     this.outOfMemory = ending.outOfMemory === true;
     this.attempts = attempts;
+    this.whileIdle = after;
   }
 }
 

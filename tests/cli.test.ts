@@ -762,4 +762,72 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
   it('SIGTERM stops the workers and exits with code 143', async () => {
     assertClean(await interrupt('SIGTERM', 'file'), 143);
   });
+
+  it('function text that fails as it is evaluated, now or in a promise, is a usage error', async () => {
+    const importing = await cli(['-n', '2', 'import("node:fs")'], 'a\n');
+    assertClean(importing, 2);
+    assert.match(importing.stderr, /^parmap: 'import\(\\"node:fs\\"\)' is not a function \(it is a promise\)/);
+    const rejecting = await cli(['-n', '2', '(Promise.reject(new RangeError("too soon")), x => x)'], 'a\n');
+    assertClean(rejecting, 2);
+    assert.match(rejecting.stderr, /fails when it is evaluated: RangeError: too soon\n/);
+    assert.equal(rejecting.stdout, '');
+  });
+
+  it('-n 1 runs the function as a worker does: require, import() and __dirname from the working directory', async () => {
+    const fn =
+      'async (w) => [require("./helper.cjs")(w), (await import("./score.mjs")).score(w), __dirname === process.cwd()].join(" ")';
+    const inThread = await cli(['-n', '1', fn], 'a\nbbb\n');
+    assertClean(inThread);
+    assert.deepEqual(lines(inThread.stdout), ['helped a 10 true', 'helped bbb 30 true']);
+    const onWorkers = await cli(['-n', '2', fn], 'a\nbbb\n');
+    assertClean(onWorkers);
+    assert.equal(onWorkers.stdout, inThread.stdout);
+    const outside = await cli(['-n', '1', 'w => factor * w'], '1\n');
+    assertClean(outside, 2);
+    assert.match(outside.stderr, /^parmap: the function uses factor from outside it.*--scope factor=<json>/);
+  });
+
+  it('-n 1: an error a line leaves unhandled (a timer of its own) ends the run with code 1, in one line', async () => {
+    const fn = 'x => { if (x === "2") setTimeout(() => { throw new TypeError("late") }); return x }';
+    const outcome = await cli(['-n', '1', fn], '1\n2\n3\n');
+    assertClean(outcome, 1);
+    assert.match(outcome.stderr, /^parmap: an error nobody handled: TypeError: late\. A timer or promise/);
+    assert.equal(lines(outcome.stderr).length, 1);
+  });
+
+  it('a worker that dies while idle is told by the lines it had run, never by item indices', async () => {
+    const fn = 'x => { if (x === "boom") setTimeout(() => { throw new Error("late") }); return x }';
+    // stdin stays open, so the call is still running when the worker dies.
+    const { child, outcome } = start(['-n', '2', fn], { cwd: dir, stdin: 'pipe' });
+    child.stdin?.write('ok\nboom\n');
+    const ended = await outcome;
+    child.stdin?.destroy();
+    assertClean(ended, 1);
+    assert.match(
+      ended.stderr,
+      /^parmap: after lines? [\d, to]+, while idle: ParmapWorkerError: its worker .*\(Error: late\)/,
+    );
+    assert.doesNotMatch(ended.stderr, /\bitems? \d/);
+  });
+
+  it('a directory given as stdin is a usage error, not an empty input', async () => {
+    const fd = openSync(dir, 'r');
+    try {
+      const outcome = await start(['-n', '2', 'x => x'], { cwd: dir, stdin: fd }).outcome;
+      assertClean(outcome, 2);
+      assert.match(outcome.stderr, /^parmap: stdin is a directory/);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('--module whose import fails says why, for workers and in this thread alike', async () => {
+    writeFileSync(join(dir, 'broken.mjs'), 'export default (x) => x;\nthrow new Error("no database here");\n');
+    for (const workers of ['1', '2']) {
+      const outcome = await cli(['-n', workers, '--module', './broken.mjs'], 'a\n');
+      assertClean(outcome, 1);
+      assert.match(outcome.stderr, /^parmap: .*broken\.mjs" of fn could not be imported: Error: no database here\n/);
+      assert.doesNotMatch(outcome.stderr, /stage/);
+    }
+  });
 });

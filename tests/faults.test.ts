@@ -25,7 +25,7 @@ const { parmap } = parmapModule;
 const range = (count) => Array.from({ length: count }, (_, i) => i);
 const describeError = (e) => JSON.stringify({
   name: e.name, index: e.index, indices: e.indices, exitCode: e.exitCode, signal: e.signal,
-  outOfMemory: e.outOfMemory, direction: e.direction, cause: e.cause instanceof Error ? e.cause.message : e.cause === null ? 'null' : typeof e.cause === 'bigint' ? String(e.cause) : e.cause,
+  outOfMemory: e.outOfMemory, whileIdle: e.whileIdle, direction: e.direction, cause: e.cause instanceof Error ? e.cause.message : e.cause === null ? 'null' : typeof e.cause === 'bigint' ? String(e.cause) : e.cause,
   big: typeof e.cause?.big === 'bigint' ? String(e.cause.big) : undefined, message: e.message,
 });
 ${body}`;
@@ -68,7 +68,24 @@ const faults: Fault[] = [
       assert.equal(error.name, 'ParmapWorkerError');
       assert.equal(error.exitCode, 3);
       assert.ok((error.indices as number[]).includes(5));
+      assert.equal(error.whileIdle, false);
       assert.match(error.message as string, /exited with code 3/);
+    },
+  },
+  {
+    name: 'a timer of fn throws just after the item returned, while the input is still open',
+    workers: ['thread', 'process'],
+    body: (options) =>
+      `async function* open() { yield 'ok'; yield 'boom'; await new Promise(() => {}); }
+       try {
+         await parmap((x) => { if (x === 'boom') setTimeout(() => { throw new Error('late boom') }); return x }, open(), { n: 2, ${options} });
+         console.log('{"name":"no error"}');
+       } catch (e) { console.log(describeError(e)) }`,
+    check: (error) => {
+      // Whether its answer or its end came first, the worker died after its work: never ignored.
+      assert.equal(error.name, 'ParmapWorkerError');
+      assert.equal(error.whileIdle, true);
+      assert.ok((error.indices as number[]).includes(1));
     },
   },
   {

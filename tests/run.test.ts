@@ -664,6 +664,7 @@ describe('run: what the executor reports', () => {
     assert.ok(error instanceof ParmapWorkerError);
     assert.deepEqual(error.indices, [0, 1]);
     assert.match(error.message, /while idle/);
+    assert.equal(error.whileIdle, true);
     assert.ok(fake.closeCalls >= 1);
   });
 

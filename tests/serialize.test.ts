@@ -223,6 +223,19 @@ describe('free variables', () => {
     assert.deepEqual([...buildFunctionCode(missing, undefined).freeNames].sort(), ['eval', 'outside']);
   });
 
+  it('with n: 1, an explicit scope (even {}) runs fn as a worker would, refusing what it takes from around it', async () => {
+    const factor = 3;
+    const closure = (x: number) => x * factor;
+    // As it is: the closure works in this thread.
+    assert.deepEqual(await parmap(closure, [1, 2], { n: 1 }), [3, 6]);
+    assert.throws(
+      () => parmap(closure, [1, 2], { n: 1, scope: {} }),
+      (error: unknown) => error instanceof ParmapScopeError && error.names.includes('factor'),
+    );
+    // Rebuilt from its text: the scope's value, not the variable around it.
+    assert.deepEqual(await parmap(closure, [1, 2], { n: 1, scope: { factor: 10 } }), [10, 20]);
+  });
+
   it('treats scope values as declared, and lets one scope value use another', () => {
     const rate = 3;
     const scale = (x: number) => x * rate;

@@ -59,12 +59,28 @@ export function invalidJson(message: string): Failure {
 
 /**
  * A failure as stderr tells it: `line 3: TypeError: three`, with its hint in parentheses, or
- * `line 3 skipped: TypeError: three` for `--on-error skip`.
+ * `line 3 skipped: TypeError: three` for `--on-error skip`. `line` may instead say where in words
+ * (`after line 7, while idle`), for a failure no single line is known to have caused.
  */
-export function failureText(line: number | undefined, failure: Failure, skipped = false): string {
+export function failureText(line: number | string | undefined, failure: Failure, skipped = false): string {
   const hint = !skipped && failure.hint !== undefined ? ` (${failure.hint})` : '';
-  const where = line === undefined ? 'a line' : `line ${line}`;
+  const where = line === undefined ? 'a line' : typeof line === 'string' ? line : `line ${line}`;
   return `${where}${skipped ? ' skipped' : ''}: ${failure.name}: ${failure.message}${hint}`;
+}
+
+/**
+ * Where a worker that died was, in lines, when no one line was running: `after line 7, while
+ * idle` (a timer or promise of an earlier line failed), or `while it held lines 3 to 5`.
+ */
+export function workerPlace(error: ParmapWorkerError, lineOf: (index: number) => number): string | undefined {
+  const lines = error.indices.map(lineOf);
+  if (lines.length === 0) return undefined;
+  const first = lines[0] as number;
+  const last = lines[lines.length - 1] as number;
+  const contiguous = last - first === lines.length - 1;
+  const named =
+    lines.length === 1 ? `line ${first}` : contiguous ? `lines ${first} to ${last}` : `lines ${lines.join(', ')}`;
+  return error.whileIdle ? `after ${named}, while idle` : `while its worker held ${named}`;
 }
 
 /** The `--on-error return` line of a failure: one line of JSON. */
@@ -72,9 +88,12 @@ export function failureLine(line: number | undefined, failure: Failure): string 
   return JSON.stringify({ error: { line: line ?? null, name: failure.name, message: failure.message } });
 }
 
-/** The library's messages start with `parmap: ` (or `parmap `), which the command's own prefix repeats. */
+/**
+ * The library's messages start with `parmap: ` (or `parmap `, or `parmap (stage 'name'): ` when
+ * fn has a name), which the command's own prefix repeats; a command runs one stage.
+ */
 export function withoutPrefix(message: string): string {
-  return message.replace(/^parmap:?\s+/, '');
+  return message.replace(/^parmap(?: \(stage '.*?'\))?:?\s+/, '');
 }
 
 /** An error's message without the library's prefix, or a thrown value in words. */
@@ -95,10 +114,16 @@ function thrownFailure(thrown: unknown): Failure {
   };
 }
 
-function thrownText(thrown: unknown): string {
-  if (thrown instanceof Error) return `${thrown.name}: ${thrown.message}`;
-  if (thrown instanceof ThrownValueDescription) return `a non-Error value was thrown: ${thrown.description}`;
-  return `a non-Error value was thrown: ${shown(thrown)}`;
+/** What was thrown, in words: `TypeError: three`, or the value for one that is not an Error. */
+export function thrownText(thrown: unknown): string {
+  try {
+    if (thrown instanceof Error) return `${thrown.name}: ${thrown.message}`;
+    if (thrown instanceof ThrownValueDescription) return `a non-Error value was thrown: ${thrown.description}`;
+    return `a non-Error value was thrown: ${shown(thrown)}`;
+  } catch {
+    // An error whose name or message is a getter that throws.
+    return 'an error that cannot be shown';
+  }
 }
 
 function shown(value: unknown): string {

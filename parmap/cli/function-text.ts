@@ -29,7 +29,16 @@ export function functionFromText(text: string): (...args: never[]) => unknown {
   try {
     value = script.runInThisContext();
   } catch (error) {
-    throw new UsageError(`the function ${shortQuote(text)} fails when it is evaluated: ${errorText(error)}`);
+    throw evaluationFailed(text, error);
+  }
+  if (isThenable(value)) {
+    // `import("fs")` and the like: what it settles to is never used, and a rejection must not end
+    // the command as an unhandled error.
+    try {
+      value.then(undefined, () => undefined);
+    } catch {
+      // A thenable of its own whose then() throws: nothing was started to wait for.
+    }
   }
   if (typeof value !== 'function') {
     throw new UsageError(
@@ -37,6 +46,50 @@ export function functionFromText(text: string): (...args: never[]) => unknown {
     );
   }
   return value as (...args: never[]) => unknown;
+}
+
+/**
+ * {@link functionFromText}, and then one turn of the event loop: a promise that evaluating the text
+ * made and left to reject (`(Promise.reject(error), x => x)`) is a usage error too, not a crash.
+ */
+export async function functionFromTextSettled(text: string): Promise<(...args: never[]) => unknown> {
+  const rejections: unknown[] = [];
+  const collect = (reason: unknown): void => {
+    rejections.push(reason);
+  };
+  process.on('unhandledRejection', collect);
+  evaluating += 1;
+  try {
+    const fn = functionFromText(text);
+    // Node reports the promises left rejected once the current callback's microtasks are done.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (rejections.length > 0) throw evaluationFailed(text, rejections[0]);
+    return fn;
+  } finally {
+    evaluating -= 1;
+    process.off('unhandledRejection', collect);
+  }
+}
+
+let evaluating = 0;
+
+/** Whether a rejection now is the function text's, which {@link functionFromTextSettled} reports. */
+export function evaluatingFunctionText(): boolean {
+  return evaluating > 0;
+}
+
+function evaluationFailed(text: string, error: unknown): UsageError {
+  return new UsageError(`the function ${shortQuote(text)} fails when it is evaluated: ${errorText(error)}`);
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return false;
+  try {
+    return typeof (value as { then?: unknown }).then === 'function';
+  } catch {
+    // A proxy or getter that throws: not something to wait for.
+    return false;
+  }
 }
 
 /** Where in the function text a syntax error is: 1-based line and column. */
@@ -77,13 +130,19 @@ export function syntaxErrorPosition(text: string, error: unknown): TextPosition 
 }
 
 function errorText(error: unknown): string {
-  if (error instanceof Error) return `${error.name}: ${error.message}`;
-  return String(error);
+  try {
+    if (error instanceof Error) return `${error.name}: ${error.message}`;
+    return String(error);
+  } catch {
+    // A thrown value whose name, message or conversion throws in turn.
+    return 'a value that cannot be shown';
+  }
 }
 
 function describeType(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
+  if (isThenable(value)) return 'a promise';
   if (typeof value === 'object') return 'an object';
   return `${typeof value === 'undefined' ? '' : `the ${typeof value} `}${String(value)}`.trim();
 }

@@ -3,9 +3,11 @@
  * The `parmap` command. This file is the process's side: it reads the command line, dispatches
  * it, turns Ctrl-C and SIGTERM into an abort, and sets the exit code. See `parmap --help`.
  */
+import { fstatSync } from 'node:fs';
 import { constants } from 'node:os';
 import { type Command, parseCommandLine, UsageError } from './arguments.js';
-import { withoutPrefix } from './failures.js';
+import { thrownText, withoutPrefix } from './failures.js';
+import { evaluatingFunctionText } from './function-text.js';
 import { HELP, version } from './help.js';
 import { type CommandIo, EXIT, runMap } from './run.js';
 import { runWorker } from './worker.js';
@@ -26,6 +28,9 @@ async function run(argv: readonly string[], io: CommandIo): Promise<number> {
         io.stdout.write(`${version()}\n`);
         return EXIT.done;
       case 'map':
+        if (stdinIsDirectory()) {
+          throw new UsageError('stdin is a directory: give the lines in a file or a pipe, as in parmap fn < lines.txt');
+        }
         return await runMap(command, io);
       case 'workerHelp':
         io.stdout.write(WORKER_HELP);
@@ -38,6 +43,15 @@ async function run(argv: readonly string[], io: CommandIo): Promise<number> {
     if (!(error instanceof UsageError)) throw error;
     io.stderr.write(`parmap: ${error.message}\nRun parmap --help for the options and examples.\n`);
     return EXIT.usage;
+  }
+}
+
+/** Node reads a directory given as stdin as an empty input, without a word. */
+function stdinIsDirectory(): boolean {
+  try {
+    return fstatSync(0).isDirectory();
+  } catch {
+    return false;
   }
 }
 
@@ -55,6 +69,37 @@ const onSignal = (signal: NodeJS.Signals): void => {
 };
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
+
+/** Why the run was stopped when an error escaped everything: the exit code is then 1. */
+const ESCAPED = Symbol('an error nobody handled');
+/**
+ * An error nobody handled: with `-n 1` the function runs in this thread, where a timer or promise
+ * it started and left failing lands here, and so does a line too long for a string. It is told in
+ * one line, without parmap's stack, and the run stops as if interrupted, with exit code 1.
+ */
+const onEscaped = (error: unknown): void => {
+  if (evaluatingFunctionText()) return;
+  let tooLong = false;
+  try {
+    // Reading a line longer than V8's longest string: readline's own concatenation throws.
+    tooLong =
+      (error as { code?: unknown } | null)?.code === 'ERR_STRING_TOO_LONG' ||
+      (error instanceof RangeError && error.message === 'Invalid string length');
+  } catch {
+    // An error whose `code` getter throws is told as any other.
+  }
+  process.stderr.write(
+    tooLong
+      ? 'parmap: a line of the input is longer than the longest string Node can hold (512 MiB)\n'
+      : `parmap: an error nobody handled: ${thrownText(error)}. A timer or promise the function started must not fail after it returned: await it inside the function, or catch its errors.\n`,
+  );
+  if (stop.signal.aborted) process.exit(EXIT.failed);
+  stop.abort(ESCAPED);
+  // The run may be over already, its exit code set.
+  process.exitCode = EXIT.failed;
+};
+process.on('uncaughtException', onEscaped);
+process.on('unhandledRejection', onEscaped);
 // Errors of a reader that went away (EPIPE) are noticed where they matter, never thrown.
 process.stderr.on('error', () => undefined);
 
@@ -74,8 +119,13 @@ try {
   );
   code = EXIT.failed;
 }
-process.exitCode = stop.signal.aborted && !serving ? exitCodeOf(stop.signal.reason) : code;
+const interrupted = stop.signal.aborted && stop.signal.reason !== ESCAPED;
+process.exitCode =
+  stop.signal.reason === ESCAPED ? EXIT.failed : interrupted && !serving ? exitCodeOf(stop.signal.reason) : code;
 // The workers are stopped; stdin is the one thing left that could keep the process waiting.
 process.stdin.destroy();
+// Interrupted while the reader of stdout had stopped reading: what it has not taken is dropped,
+// or the process would wait for it (stdout cannot be closed; ending the process drops it).
+if (stop.signal.aborted && process.stdout.writableLength > 0) process.exit();
 // A last resort, should anything else hold the event loop: a command must end.
 setTimeout(() => process.exit(), 3000).unref();

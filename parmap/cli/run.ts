@@ -14,6 +14,7 @@ import {
   type ParmapOptions,
   type ParmapResult,
   ParmapScopeError,
+  ParmapWorkerError,
   parmap,
 } from '../../index.js';
 import { type MapCommand, type OnErrorMode, quote, UsageError } from './arguments.js';
@@ -26,8 +27,9 @@ import {
   invalidJson,
   unwritableResult,
   withoutPrefix,
+  workerPlace,
 } from './failures.js';
-import { functionFromText } from './function-text.js';
+import { functionFromTextSettled } from './function-text.js';
 import { formatResult, LineNumbers, type LineReader, LineWriter, parseJsonLine, readLines } from './lines.js';
 
 /** The exit codes of a run; interruptions (130, 143) are decided in `main.ts`. */
@@ -55,7 +57,7 @@ export async function runMap(command: MapCommand, io: CommandIo): Promise<number
   if (command.redis !== undefined && !process.env.PARMAP_SECRET) {
     throw new UsageError('--redis needs PARMAP_SECRET set to the secret the workers have (see parmap worker --help)');
   }
-  const fn = functionOf(command, io.cwd);
+  const fn = await functionOf(command, io.cwd);
   const input = new InputItems(readLines(io.stdin), command.json, command.onError === 'throw');
   if ((io.stdin as { readonly isTTY?: boolean }).isTTY === true) {
     io.stderr.write('parmap: reading lines from the terminal; end them with Ctrl-D\n');
@@ -141,8 +143,8 @@ class InputItems implements AsyncIterable<unknown> {
 
 /** Where results and failures go, as `--on-error` says, and the exit code they make. */
 class Output {
-  /** The failure that ends the run (`--on-error throw`). */
-  private fatal: { readonly line: number | undefined; readonly failure: Failure } | undefined;
+  /** The failure that ends the run (`--on-error throw`): its line, or where in words. */
+  private fatal: { readonly line: number | string | undefined; readonly failure: Failure } | undefined;
   /** A failure of the whole call rather than of one line (a module without the export). */
   private broken: unknown;
   private hasBroken = false;
@@ -189,7 +191,11 @@ class Output {
 
   /** The call threw: a failed line (`--on-error throw`), or a failure of the whole call. */
   callFailed(error: unknown, numbers: LineNumbers): void {
-    const line = error instanceof ParmapError ? lineOfError(error, numbers) : undefined;
+    const line =
+      error instanceof ParmapError
+        ? (lineOfError(error, numbers) ??
+          (error instanceof ParmapWorkerError ? workerPlace(error, (index) => numbers.lineOf(index)) : undefined))
+        : undefined;
     if (line !== undefined) this.fatal ??= { line, failure: failureOf(error as ParmapError) };
     else {
       this.broken = error;
@@ -233,9 +239,9 @@ function lineOfError(error: ParmapError, numbers: LineNumbers): number | undefin
   return typeof index === 'number' ? numbers.lineOf(index) : undefined;
 }
 
-function functionOf(command: MapCommand, cwd: string): Callable {
+async function functionOf(command: MapCommand, cwd: string): Promise<Callable> {
   const source = command.function;
-  if (source.kind === 'text') return functionFromText(source.text);
+  if (source.kind === 'text') return functionFromTextSettled(source.text);
   const path = resolve(cwd, source.path);
   if (!existsSync(path)) throw new UsageError(`--module ${quote(source.path)}: there is no file at ${path}`);
   return { module: pathToFileURL(path).href, export: source.export };
@@ -247,7 +253,10 @@ function optionsOf(command: MapCommand, io: CommandIo): ParmapOptions {
     chunksize: command.chunksize,
     ordered: command.ordered,
     ...(command.progress ? { progress: { stream: io.stderr } } : {}),
-    ...(command.scope === undefined ? {} : { scope: command.scope }),
+    // A function from the command line has nothing around it: with `-n 1` too, it runs as a
+    // worker runs it (an explicit scope, even empty, says so), where `require`, `import()` and
+    // `__dirname` resolve from the working directory.
+    ...(command.scope === undefined && command.function.kind !== 'text' ? {} : { scope: command.scope ?? {} }),
     ...(command.timeout === undefined ? {} : { timeout: command.timeout }),
     retries: command.retries,
     // Skipping is returning, then leaving the error out.

@@ -615,6 +615,8 @@ export class WorkerHost {
       port.unref();
     }
     handle.onEnd((ending) => {
+      // Found first: finding a chunk's worker (by the id it wrote) also makes it that worker's last.
+      const held = [...this.inFlight].filter((chunk) => this.workerOf(chunk) === handle);
       const last = this.lastChunk.get(handle);
       const reader = this.progressFiles.get(handle);
       if (reader !== undefined) {
@@ -624,7 +626,6 @@ export class WorkerHost {
         reader.close();
         this.progressFiles.delete(handle);
       }
-      const running = [...this.inFlight].some((chunk) => this.workerOf(chunk) === handle);
       // Settled after the end's own event: settling can close the call, and workerpool must have
       // seen the exit by then, or closing waits its whole termination timeout for an exit that
       // has already happened.
@@ -633,11 +634,14 @@ export class WorkerHost {
         // it finished is not lost with it.
         this.readPort(handle);
         this.loseQueued(handle);
+        // Every chunk it held was answered: it died after its work (a timer or promise of fn's
+        // failing late), as an idle worker does, though workerpool had not yet counted it free.
+        const idle = held.every((chunk) => chunk.reply !== undefined);
+        if (idle && !handle.stoppedByUs && !this.closed && last !== undefined) {
+          // Told after the current event: the call may still be taking in that chunk's reply.
+          queueMicrotask(() => last.channel.idleWorkerDied(last.id, ending));
+        }
       });
-      if (!running && !handle.stoppedByUs && !this.closed && last !== undefined) {
-        // Told after the current event: the call may still be taking in that chunk's reply.
-        queueMicrotask(() => last.channel.idleWorkerDied(last.id, ending));
-      }
     });
     void handle.exited.then(() => this.handles.delete(handle));
   }

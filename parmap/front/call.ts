@@ -53,12 +53,13 @@ export function prepareRun<R>(
 }
 
 /**
- * `n: 1`: fn runs in this thread as it is, closures and all. With `scope`, it runs as a worker
- * would run it, rebuilt from its text with the scope's names, so a name given only in `scope`
- * means the same here as on workers.
+ * `n: 1`: fn runs in this thread as it is, closures and all. With `scope` (even `{}`), it runs as a
+ * worker would run it, rebuilt from its text with the scope's names, so a name given only in
+ * `scope` means the same here as on workers, and a name taken from around fn is refused as a
+ * worker would refuse it.
  */
 function inlineExecutor(fn: Callable, job: Job, callerFile: string): ExecutorFactory {
-  const rebuild = job.scope !== undefined && Object.keys(job.scope).length > 0;
+  const rebuild = job.scope !== undefined;
   const local = (ref: Callable | undefined, role: string): AnyFunction | FunctionRef | undefined =>
     ref === undefined
       ? undefined

@@ -85,7 +85,8 @@ export interface ParmapOptions {
   readonly kwargs?: Readonly<Record<string, unknown>>;
   /**
    * Named values `fn` uses from the code around it, e.g. `{ factor, helper }`: sent once per worker
-   * and visible inside `fn` as local constants. Default: none.
+   * and visible inside `fn` as local constants. With `n: 1`, giving it (even `{}`) runs `fn` rebuilt
+   * from its text as a worker would, rather than as it is. Default: none.
    */
   readonly scope?: Readonly<Record<string, unknown>>;
   /** `'thread'` (worker_threads) or `'process'` (child processes). Default: `'thread'`. */

@@ -5,7 +5,7 @@
  * says what, so the call fails before any item runs.
  */
 
-import { reportThrown } from '../errors.js';
+import { describeThrown, reportThrown } from '../errors.js';
 import type { CallSetup, FunctionRef, SetupFailure, SourceFunction } from '../protocol.js';
 import { createInvoker, isThenable, NO_CONTEXT } from './invoke.js';
 import { coverageCounter, isProvidedName, providedValue } from './prelude.js';
@@ -64,7 +64,10 @@ export async function loadModuleFunction(
   try {
     namespace = (await importFromCaller(callerFile)(specifier)) as Record<string, unknown>;
   } catch (error) {
-    throw new SetupProblem(`the module ${JSON.stringify(specifier)} of ${role} could not be imported`, error);
+    throw new SetupProblem(
+      `the module ${JSON.stringify(specifier)} of ${role} could not be imported: ${describeThrown(error)}`,
+      error,
+    );
   }
   const value = Object.hasOwn(namespace, exportName) ? namespace[exportName] : undefined;
   if (typeof value !== 'function') {
