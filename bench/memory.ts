@@ -1,7 +1,9 @@
 /**
- * Memory: streaming from a lazy input (each measured in a child process of its own, see
- * streaming.ts), how soon a stream gives its first result, and large read-only data shared with
- * the workers against a copy per worker.
+ * Memory: streaming from a lazy input, through parmap and through a hand-written streaming pool
+ * under the same conditions (each measured in a child process of its own, see streaming.ts), so
+ * that the garbage every stream leaves for V8 is told apart from what parmap itself holds; how soon
+ * a stream gives its first result; and large read-only data shared with the workers against a copy
+ * per worker.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -18,19 +20,66 @@ interface StreamFigures {
   readonly liveGrowthMb?: number;
 }
 
+/** One stream's runs through parmap and through the hand-written reference, each in a fresh process. */
+interface StreamRuns {
+  readonly row: string;
+  readonly parmap: readonly StreamFigures[];
+  readonly reference: readonly StreamFigures[];
+}
+
 /** Runs streaming.ts in a fresh process; its wrong output, or its failure, names the row. */
-function streamInChild(row: string, args: readonly string[]): StreamFigures {
+function streamInChild(row: string, contender: string, args: readonly string[]): StreamFigures {
   const child = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', STREAMING_CHILD, ...args], {
     encoding: 'utf8',
   });
-  if (child.status !== 0) throw new WrongOutputError(row, 'parmap', child.stderr.trim() || `status ${child.status}`);
+  if (child.status !== 0) throw new WrongOutputError(row, contender, child.stderr.trim() || `status ${child.status}`);
   return JSON.parse(child.stdout) as StreamFigures;
 }
 
-/** Each run moves 1.2 GB through the workers and back, so there are only 3. */
-function runsNote(runs: readonly StreamFigures[]): string {
-  const peaks = runs.map((run) => run.rssGrowthMb.toFixed(0)).join(', ');
-  return runs.length === 1 ? 'one run' : `median of ${runs.length} runs (${peaks} MB), only 3: each moves 1.2 GB`;
+/**
+ * A stream through parmap (`mode`) and through the reference (`mode-reference`), taking turns run
+ * by run, so that a shared machine's drift falls on both alike.
+ */
+function streamBoth(row: string, runCount: number, mode: string, args: readonly string[]): StreamRuns {
+  const parmapRuns: StreamFigures[] = [];
+  const referenceRuns: StreamFigures[] = [];
+  for (let run = 0; run < runCount; run++) {
+    parmapRuns.push(streamInChild(row, 'parmap', [mode, ...args]));
+    referenceRuns.push(streamInChild(row, 'hand-written reference', [`${mode}-reference`, ...args]));
+  }
+  return { row, parmap: parmapRuns, reference: referenceRuns };
+}
+
+const medianOf = (runs: readonly StreamFigures[], figure: (run: StreamFigures) => number) => median(runs.map(figure));
+const growth = (run: StreamFigures) => run.rssGrowthMb;
+const elapsed = (run: StreamFigures) => run.elapsedMs;
+
+/** Each run of a string stream moves 1.2 GB through the workers and back, so there are only 3. */
+function runsNote(stream: StreamRuns): string {
+  const peaks = (runs: readonly StreamFigures[]) => runs.map((run) => run.rssGrowthMb.toFixed(0)).join(', ');
+  const baseline = `over ${mb(medianOf(stream.parmap, (run) => run.baselineMb))}`;
+  if (stream.parmap.length === 1) return `${baseline}; one run`;
+  return (
+    `${baseline}; median of ${stream.parmap.length} runs (${peaks(stream.parmap)} MB; ` +
+    `hand-written ${peaks(stream.reference)} MB), only 3: each moves 1.2 GB`
+  );
+}
+
+/** A table row: parmap's rate and growth, then the reference's, medians of the runs. */
+function streamCells(label: string, items: number, stream: StreamRuns, note: string): string[] {
+  return [
+    label,
+    perSecond(items, medianOf(stream.parmap, elapsed)),
+    mb(medianOf(stream.parmap, growth)),
+    perSecond(items, medianOf(stream.reference, elapsed)),
+    mb(medianOf(stream.reference, growth)),
+    note,
+  ];
+}
+
+function growthRatio(stream: StreamRuns): string {
+  const ratio = medianOf(stream.parmap, growth) / medianOf(stream.reference, growth);
+  return `${stream.row}: parmap / hand-written peak RSS growth: ${ratio.toFixed(2)}`;
 }
 
 function memoryTarget(row: string, peakGrowthMb: number, limitMb: number): string {
@@ -39,44 +88,64 @@ function memoryTarget(row: string, peakGrowthMb: number, limitMb: number): strin
   return `${row}: peak RSS growth ${mb(peakGrowthMb)} (target < ${limitMb} MB: ${met ? 'met' : 'NOT met'})`;
 }
 
+/**
+ * Strings of 200 KB and of 2 MB, the same 1.2 GB in all: whether the growth depends on the size of
+ * an item (V8 keeps each in its large-object space, which only a full collection frees).
+ */
+function stringStreams(): { small: StreamRuns; large: StreamRuns; smallCount: number; largeCount: number } {
+  const smallCount = quick ? 600 : 6_000;
+  const largeCount = smallCount / 10;
+  const small = streamBoth(`stream of ${count(smallCount)} strings of 200 KB`, rounds(3), 'strings', [
+    String(smallCount),
+    String(200 * 1024),
+  ]);
+  const large = streamBoth(`stream of ${count(largeCount)} strings of 2 MB`, rounds(3), 'strings', [
+    String(largeCount),
+    String(2 * 1024 * 1024),
+  ]);
+  return { small, large, smallCount, largeCount };
+}
+
 async function streaming(): Promise<void> {
   const numberCount = quick ? 200_000 : 2_000_000;
-  const numbersRow = `stream of ${count(numberCount)} numbers`;
-  const numbers = streamInChild(numbersRow, ['numbers', String(numberCount)]);
-
-  const stringCount = quick ? 600 : 6_000;
-  const stringBytes = 200 * 1024;
-  const stringsRow = `stream of ${count(stringCount)} strings of 200 KB`;
-  const stringRuns = Array.from({ length: rounds(3) }, () =>
-    streamInChild(stringsRow, ['strings', String(stringCount), String(stringBytes)]),
-  );
-  const stringPeak = median(stringRuns.map((run) => run.rssGrowthMb));
-  const stringTime = median(stringRuns.map((run) => run.elapsedMs));
-
+  const numbers = streamBoth(`stream of ${count(numberCount)} numbers`, 1, 'numbers', [String(numberCount)]);
+  const strings = stringStreams();
   const firstResult = await firstResultLatency();
+
   const table = new Table('8. Streaming through for await, 2 workers, each stream in a fresh process');
-  table.add('', 'rate', 'peak RSS growth', 'notes');
+  table.add('', 'rate', 'peak RSS growth', 'hand-written rate', 'hand-written growth', 'notes');
+  const live = (runs: readonly StreamFigures[]) => mb(runs[0]?.liveGrowthMb ?? 0);
   table.add(
-    `${count(numberCount)} numbers from a generator (x => x * 2)`,
-    perSecond(numberCount, numbers.elapsedMs),
-    mb(numbers.rssGrowthMb),
-    `over ${mb(numbers.baselineMb)}; live heap growth after GC ${mb(numbers.liveGrowthMb ?? 0)}; one run`,
+    ...streamCells(
+      `${count(numberCount)} numbers from a generator (x => x * 2)`,
+      numberCount,
+      numbers,
+      `${runsNote(numbers)}; live heap growth after GC ${live(numbers.parmap)} (hand-written ${live(numbers.reference)})`,
+    ),
   );
-  table.add(
-    `${count(stringCount)} strings of 200 KB from a generator (s => s)`,
-    perSecond(stringCount, stringTime),
-    mb(stringPeak),
-    `over ${mb(median(stringRuns.map((run) => run.baselineMb)))}; ${runsNote(stringRuns)}`,
-  );
+  for (const [stream, items, size] of [
+    [strings.small, strings.smallCount, '200 KB'],
+    [strings.large, strings.largeCount, '2 MB'],
+  ] as const) {
+    table.add(
+      ...streamCells(`${count(items)} strings of ${size} from a generator (s => s)`, items, stream, runsNote(stream)),
+    );
+  }
   table.add(
     `first result of a source yielding every ${firstResult.delayMs} ms`,
     ms(firstResult.first),
     '',
+    '',
+    '',
     `start-up alone ${ms(firstResult.startUp)}; the source's first item comes after ${firstResult.delayMs} ms`,
   );
-  table.print();
-  console.log(`  ${memoryTarget(numbersRow, numbers.rssGrowthMb, 50)}`);
-  console.log(`  ${memoryTarget(stringsRow, stringPeak, 100)}`);
+  table.print(
+    'hand-written: two raw worker_threads reading the same generator, 1,000 numbers or about 1 MiB of strings',
+    'per message, 2 messages in flight per worker, results in input order through an async generator',
+  );
+  for (const stream of [numbers, strings.small, strings.large]) console.log(`  ${growthRatio(stream)}`);
+  console.log(`  ${memoryTarget(numbers.row, medianOf(numbers.parmap, growth), 50)}`);
+  console.log(`  ${memoryTarget(strings.small.row, medianOf(strings.small.parmap, growth), 100)}`);
 }
 
 /** How long a stream from a slow source takes to give its first result, against start-up alone. */
