@@ -759,6 +759,19 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
     assertClean(await interrupt('SIGINT', 'open pipe'), 130);
   });
 
+  it('SIGINT with -n 1, while a line waits on a timer of its own, exits with code 130', async () => {
+    const waiting =
+      'async (x) => { if (x !== "1") await new Promise((resolve) => setTimeout(resolve, 60_000)); return x; }';
+    const { child, outcome } = start(['-n', '1', waiting], { cwd: dir, stdin: 'pipe' });
+    child.stdin?.write('1\n2\n');
+    // Line 1 is written: line 2 is waiting.
+    await new Promise<void>((resolve) => child.stdout?.once('data', () => resolve()));
+    child.kill('SIGINT');
+    const ended = await outcome;
+    child.stdin?.destroy();
+    assertClean(ended, 130);
+  });
+
   it('SIGTERM stops the workers and exits with code 143', async () => {
     assertClean(await interrupt('SIGTERM', 'file'), 143);
   });
@@ -771,6 +784,28 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
     assertClean(rejecting, 2);
     assert.match(rejecting.stderr, /fails when it is evaluated: RangeError: too soon\n/);
     assert.equal(rejecting.stdout, '');
+    const throwingLater = await cli(['-n', '2', '(queueMicrotask(() => { throw new Error("soon") }), x => x)'], 'a\n');
+    assertClean(throwingLater, 2);
+    assert.match(throwingLater.stderr, /fails when it is evaluated: Error: soon\n/);
+    const proxy = await cli(['-n', '2', 'new Proxy(x => x, { get() { throw new Error("no") } })'], 'a\n');
+    assertClean(proxy, 2);
+    assert.match(proxy.stderr, /^parmap: the function cannot be sent to workers: Error: no\n/);
+  });
+
+  it('a function with a `then` of its own is mapped as a function, not waited on', async () => {
+    const fn = 'Object.defineProperty(x => x + "!", "then", { get() { throw new Error("not a promise") } })';
+    const outcome = await cli(['-n', '2', fn], 'a\nb\n');
+    assertClean(outcome);
+    assert.deepEqual(lines(outcome.stdout), ['a!', 'b!']);
+  });
+
+  it('-n 1: process.exit() or a promise that never settles ends the run with code 1 and says so', async () => {
+    const exiting = await cli(['-n', '1', 'x => { if (x === "3") process.exit(0); return x }'], '1\n2\n3\n4\n');
+    assertClean(exiting, 1);
+    assert.match(exiting.stderr, /^parmap: the process ended \(exit code 0\) before every line was done/);
+    const stuck = await cli(['-n', '1', 'x => (x === "2" ? new Promise(() => {}) : x)'], '1\n2\n3\n');
+    assertClean(stuck, 1);
+    assert.match(stuck.stderr, /before every line was done: .*a promise that never settles/);
   });
 
   it('-n 1 runs the function as a worker does: require, import() and __dirname from the working directory', async () => {

@@ -177,6 +177,31 @@ describe('maxBytesInFlight: large items stream in bounded memory', { timeout: 60
     assert.ok((await aheadWith(undefined)) > 2 * budget, 'the default budget is larger');
   });
 
+  it("counts items larger than a chunk's share in bytes too, with one per worker at least", async () => {
+    let read = 0;
+    let consumed = 0;
+    let furthestAhead = 0;
+    const fourMegabytes = 'x'.repeat(4 * 2 ** 20);
+    function* large() {
+      for (let i = 0; i < 24; i++) {
+        read++;
+        // Once the first results have told parmap how large an item and its result are.
+        if (consumed >= 4) furthestAhead = Math.max(furthestAhead, read - consumed);
+        yield `${i}:${fourMegabytes}`;
+      }
+    }
+    // 8 MiB an item with its result: a 20 MiB budget has room for two on their way, not the four
+    // chunks that two workers may otherwise hold (plus, in both cases, the one the caller holds
+    // and the one being read).
+    const options = { n: 2, maxBytesInFlight: 20 * 2 ** 20 };
+    for await (const length of parmap((s: string) => s.length, large(), options)) {
+      assert.ok(length > 4 * 2 ** 20);
+      consumed++;
+    }
+    assert.equal(consumed, 24);
+    assert.ok(furthestAhead <= 4, `read ${furthestAhead} items ahead of the caller`);
+  });
+
   it('still sends an item larger than the whole budget, alone', async () => {
     const results = await parmap((s: string) => s.length, ['x'.repeat(3_000_000), 'y', 'z'], {
       n: 2,

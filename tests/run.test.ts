@@ -668,6 +668,22 @@ describe('run: what the executor reports', () => {
     assert.ok(fake.closeCalls >= 1);
   });
 
+  it('a stream still gets the results before the chunk of a worker that died after it', { timeout: 5000 }, async () => {
+    const { fake, result } = call(range(6), { chunksize: 2 }, 3);
+    const streamed = stream(result);
+    const [first, second, third] = (await fake.submissions(3)) as [ChunkTask, ChunkTask, ChunkTask];
+    fake.complete(third.id);
+    fake.complete(second.id);
+    // The worker that ran the second chunk dies of something it left behind; the first is still out.
+    fake.told.workerDiedAfter(second.id, { uncaught: new Error('timer failed') });
+    fake.complete(first.id);
+    const { values, error } = await streamed;
+    assert.deepEqual(values, [0, 10]);
+    assert.ok(error instanceof ParmapWorkerError);
+    assert.deepEqual(error.indices, [2, 3]);
+    assert.equal(error.whileIdle, true);
+  });
+
   it('fails the call with the error of an executor that can run nothing more', { timeout: 5000 }, async () => {
     const { fake, result } = call(range(4), { chunksize: 2 }, 2);
     const settled = settle(result);

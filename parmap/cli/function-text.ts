@@ -49,31 +49,35 @@ export function functionFromText(text: string): (...args: never[]) => unknown {
 }
 
 /**
- * {@link functionFromText}, and then one turn of the event loop: a promise that evaluating the text
- * made and left to reject (`(Promise.reject(error), x => x)`) is a usage error too, not a crash.
+ * {@link functionFromText}, and then one turn of the event loop: what evaluating the text left to
+ * fail a moment later (`(Promise.reject(error), x => x)`, a throwing `queueMicrotask`) is a usage
+ * error too, not a crash. The function comes wrapped: as the value of a promise, one with a
+ * `then` of its own would be called in its place.
  */
-export async function functionFromTextSettled(text: string): Promise<(...args: never[]) => unknown> {
-  const rejections: unknown[] = [];
+export async function functionFromTextSettled(text: string): Promise<{ readonly fn: (...args: never[]) => unknown }> {
+  const failures: unknown[] = [];
   const collect = (reason: unknown): void => {
-    rejections.push(reason);
+    failures.push(reason);
   };
   process.on('unhandledRejection', collect);
+  process.on('uncaughtException', collect);
   evaluating += 1;
   try {
     const fn = functionFromText(text);
     // Node reports the promises left rejected once the current callback's microtasks are done.
     await new Promise((resolve) => setImmediate(resolve));
-    if (rejections.length > 0) throw evaluationFailed(text, rejections[0]);
-    return fn;
+    if (failures.length > 0) throw evaluationFailed(text, failures[0]);
+    return { fn };
   } finally {
     evaluating -= 1;
     process.off('unhandledRejection', collect);
+    process.off('uncaughtException', collect);
   }
 }
 
 let evaluating = 0;
 
-/** Whether a rejection now is the function text's, which {@link functionFromTextSettled} reports. */
+/** Whether an error now is the function text's, which {@link functionFromTextSettled} reports. */
 export function evaluatingFunctionText(): boolean {
   return evaluating > 0;
 }

@@ -61,10 +61,20 @@ function exitCodeOf(signal: unknown): number {
   return 128 + (number ?? constants.signals.SIGINT);
 }
 
+/** Set once the command has its exit code: an exit before then was not the command's own. */
+let finished = false;
+
+/** Ends the process now, with `code` (else `process.exitCode`), as the command's own decision. */
+function exitNow(code?: number): never {
+  finished = true;
+  // Node counts the argument, not its value: `process.exit(undefined)` would exit with 0.
+  return code === undefined ? process.exit() : process.exit(code);
+}
+
 const stop = new AbortController();
 const onSignal = (signal: NodeJS.Signals): void => {
   // A second Ctrl-C does not wait for the workers to stop.
-  if (stop.signal.aborted) process.exit(exitCodeOf(signal));
+  if (stop.signal.aborted) exitNow(exitCodeOf(signal));
   stop.abort(signal);
 };
 process.on('SIGINT', onSignal);
@@ -88,12 +98,14 @@ const onEscaped = (error: unknown): void => {
   } catch {
     // An error whose `code` getter throws is told as any other.
   }
+  // After the first, the run is stopping: one message is enough.
+  if (stop.signal.reason === ESCAPED) return;
   process.stderr.write(
     tooLong
       ? 'parmap: a line of the input is longer than the longest string Node can hold (512 MiB)\n'
       : `parmap: an error nobody handled: ${thrownText(error)}. A timer or promise the function started must not fail after it returned: await it inside the function, or catch its errors.\n`,
   );
-  if (stop.signal.aborted) process.exit(EXIT.failed);
+  if (stop.signal.aborted) exitNow(EXIT.failed);
   stop.abort(ESCAPED);
   // The run may be over already, its exit code set.
   process.exitCode = EXIT.failed;
@@ -102,6 +114,19 @@ process.on('uncaughtException', onEscaped);
 process.on('unhandledRejection', onEscaped);
 // Errors of a reader that went away (EPIPE) are noticed where they matter, never thrown.
 process.stderr.on('error', () => undefined);
+
+/**
+ * With `-n 1` the function runs in this thread, where `process.exit()` ends the command, and a
+ * promise of the function that never settles leaves Node nothing to wait for: either way results
+ * are missing, which the exit code must say.
+ */
+process.on('exit', (exitCode) => {
+  if (finished || serving) return;
+  process.stderr.write(
+    `parmap: the process ended (exit code ${exitCode}) before every line was done: the function called process.exit(), or returned a promise that never settles\n`,
+  );
+  process.exitCode = EXIT.failed;
+});
 
 let code: number;
 try {
@@ -122,10 +147,11 @@ try {
 const interrupted = stop.signal.aborted && stop.signal.reason !== ESCAPED;
 process.exitCode =
   stop.signal.reason === ESCAPED ? EXIT.failed : interrupted && !serving ? exitCodeOf(stop.signal.reason) : code;
+finished = true;
 // The workers are stopped; stdin is the one thing left that could keep the process waiting.
 process.stdin.destroy();
-// Interrupted while the reader of stdout had stopped reading: what it has not taken is dropped,
-// or the process would wait for it (stdout cannot be closed; ending the process drops it).
-if (stop.signal.aborted && process.stdout.writableLength > 0) process.exit();
+// Interrupted or stopped: what could still hold the process (a reader of stdout that stopped
+// reading, a timer of the function's with -n 1) is not waited for.
+if (stop.signal.aborted && !serving) exitNow();
 // A last resort, should anything else hold the event loop: a command must end.
-setTimeout(() => process.exit(), 3000).unref();
+setTimeout(() => exitNow(), 3000).unref();

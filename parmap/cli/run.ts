@@ -25,12 +25,19 @@ import {
   failureOf,
   failureText,
   invalidJson,
+  thrownText,
   unwritableResult,
   withoutPrefix,
   workerPlace,
 } from './failures.js';
 import { functionFromTextSettled } from './function-text.js';
 import { formatResult, LineNumbers, type LineReader, LineWriter, parseJsonLine, readLines } from './lines.js';
+
+/**
+ * Line numbers kept for items already written: a worker that dies after its work is told by the
+ * lines it ran, which may be this far back (chunks of up to 8,000 items, the last 64 remembered).
+ */
+const LINES_KEPT_BEHIND = 2 ** 19;
 
 /** The exit codes of a run; interruptions (130, 143) are decided in `main.ts`. */
 export const EXIT = { done: 0, failed: 1, usage: 2 } as const;
@@ -57,7 +64,7 @@ export async function runMap(command: MapCommand, io: CommandIo): Promise<number
   if (command.redis !== undefined && !process.env.PARMAP_SECRET) {
     throw new UsageError('--redis needs PARMAP_SECRET set to the secret the workers have (see parmap worker --help)');
   }
-  const fn = await functionOf(command, io.cwd);
+  const { fn } = await functionOf(command, io.cwd);
   const input = new InputItems(readLines(io.stdin), command.json, command.onError === 'throw');
   if ((io.stdin as { readonly isTTY?: boolean }).isTTY === true) {
     io.stderr.write('parmap: reading lines from the terminal; end them with Ctrl-D\n');
@@ -74,7 +81,7 @@ export async function runMap(command: MapCommand, io: CommandIo): Promise<number
       if (result instanceof ParmapError)
         await output.failed(lineOfError(result, input.numbers) ?? line, failureOf(result));
       else await output.result(result, line);
-      if (command.ordered) input.numbers.forgetBefore(index + 1);
+      if (command.ordered) input.numbers.forgetBefore(index + 1 - LINES_KEPT_BEHIND);
       // Leaving the loop ends the call: its workers stop and the input is closed.
       if (output.stopped || io.signal.aborted) break;
     }
@@ -239,12 +246,13 @@ function lineOfError(error: ParmapError, numbers: LineNumbers): number | undefin
   return typeof index === 'number' ? numbers.lineOf(index) : undefined;
 }
 
-async function functionOf(command: MapCommand, cwd: string): Promise<Callable> {
+/** The function to map, wrapped: a promise of it would call a `then` it may have. */
+async function functionOf(command: MapCommand, cwd: string): Promise<{ readonly fn: Callable }> {
   const source = command.function;
   if (source.kind === 'text') return functionFromTextSettled(source.text);
   const path = resolve(cwd, source.path);
   if (!existsSync(path)) throw new UsageError(`--module ${quote(source.path)}: there is no file at ${path}`);
-  return { module: pathToFileURL(path).href, export: source.export };
+  return { fn: { module: pathToFileURL(path).href, export: source.export } };
 }
 
 function optionsOf(command: MapCommand, io: CommandIo): ParmapOptions {
@@ -294,6 +302,8 @@ function startParmap(fn: Callable, items: AsyncIterable<unknown>, options: Parma
       );
     }
     if (error instanceof TypeError || error instanceof RangeError) throw new UsageError(withoutPrefix(error.message));
-    throw error;
+    // What the function text made is no plain function (a proxy whose getters throw): it is the
+    // text that is wrong.
+    throw new UsageError(`the function cannot be sent to workers: ${thrownText(error)}`);
   }
 }

@@ -48,7 +48,7 @@ export interface ParmapOptions {
   readonly ordered?: boolean;
   /**
    * Items per message to a worker. Default: `'auto'`, which times a first chunk of one item, then
-   * sends chunks of 10 ms to 250 ms of work (at most 8,000 items and about 2 MiB of items and
+   * sends chunks of 10 ms to 250 ms of work (at most 8,000 items and about 1 MiB of items and
    * results) that shrink as the remaining items run out, so the last chunks end together.
    */
   readonly chunksize?: number | 'auto';
@@ -62,7 +62,7 @@ export interface ParmapOptions {
   /**
    * Roughly the most bytes of items and results on their way between this thread and the workers
    * at once: chunks are cut smaller to stay under it, so a stream of large items runs in bounded
-   * memory. An item larger than this still goes, alone. Default: 32 MiB (`32 * 2 ** 20`).
+   * memory. Each worker still gets one item, however large. Default: 32 MiB (`32 * 2 ** 20`).
    */
   readonly maxBytesInFlight?: number;
   /**

@@ -142,18 +142,31 @@ export class CallRun<R> implements ChunkRun<R> {
 
   private hasRoom(): boolean {
     const capacity = this.executor?.capacity ?? 0;
+    // Per worker, not per slot: an executor that queues chunks behind running ones (threads,
+    // short work) has more slots than workers, and must not read further ahead for it.
+    const workers = Math.max(Math.min(capacity, this.executor?.workers ?? this.job.n), 1);
     const open =
       this.retryQueue.length === 0 &&
       !this.closed &&
       this.failure === undefined &&
       this.bufferRoom() > 0 &&
-      // Per worker, not per slot: an executor that queues chunks behind running ones (threads,
-      // short work) has more slots than workers, and must not read further ahead for it.
-      this.unconsumed < Math.max(Math.min(capacity, this.executor?.workers ?? this.job.n), 1) * (1 + WAITING_PER_SLOT);
+      this.unconsumed < workers * (1 + WAITING_PER_SLOT) &&
+      this.bytesRoom(workers);
     // Workers are asked for only by a call with something to send: one whose caller has stopped
     // reading holds none, so it cannot take them from calls that are being read.
     if (open && capacity === 0) this.executor?.want();
     return open && this.running.size < capacity;
+  }
+
+  /**
+   * Whether the bytes on their way leave room for one more item. A chunk holds at least one item
+   * however large, so chunks of large items are counted in bytes too, and stop at
+   * `maxBytesInFlight`; each worker still gets one, so that large items run in parallel.
+   */
+  private bytesRoom(workers: number): boolean {
+    const perItem = this.sizer.bytesPerItem();
+    if (perItem === undefined || this.unconsumed < workers) return true;
+    return (this.unconsumedItems + 1) * perItem <= this.job.maxBytesInFlight;
   }
 
   /** How many more input items `buffer` lets the run feed now. */
@@ -401,14 +414,16 @@ export class CallRun<R> implements ChunkRun<R> {
     const places = this.recent.get(id) ?? this.running.get(id)?.task;
     if (places === undefined || this.closed || this.failed) return;
     const indices = indicesOf(places);
+    // The failure is that chunk's: a stream still hands out the results of every chunk before it.
     this.fail({
       error: new ParmapWorkerError(indices, { ...ending, maxMemory: this.job.maxMemory }, { after: true }),
-      sequence: undefined,
+      sequence: 'sequence' in places ? places.sequence : places.results.chunk.sequence,
     });
   }
 
   private remember(task: Task): void {
-    this.recent.set(task.id, { start: task.results.chunk.start, positions: task.positions });
+    const { chunk } = task.results;
+    this.recent.set(task.id, { start: chunk.start, sequence: chunk.sequence, positions: task.positions });
     if (this.recent.size > RECENT_TASKS) this.recent.delete(this.recent.keys().next().value as number);
   }
 
@@ -502,6 +517,8 @@ export class CallRun<R> implements ChunkRun<R> {
 /** Where a task's items are: its chunk's first input index, and their places in the chunk. */
 interface TaskPlaces {
   readonly start: number;
+  /** The chunk's place in input order. */
+  readonly sequence: number;
   readonly positions: readonly number[];
 }
 
