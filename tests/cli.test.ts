@@ -14,6 +14,9 @@ import { type MapCommand, moduleSource, parseCommandLine, UsageError } from '../
 import { describeSyntaxError, functionFromText } from '../dist/parmap/cli/function-text.js';
 import { formatResult, LineNumbers, LineWriter, parseJsonLine } from '../dist/parmap/cli/lines.js';
 
+/** A name only `scope` gives: the function refers to it, and only a worker has it. */
+declare const π: number;
+
 const bin = fileURLToPath(new URL('../dist/parmap/cli.js', import.meta.url));
 const fixtures = fileURLToPath(new URL('./fixtures/cli/', import.meta.url));
 const packageVersion = (
@@ -123,6 +126,12 @@ describe('command line parsing', () => {
     const scope = map(['--scope', '__proto__={"polluted":true}', 'f']).scope ?? {};
     assert.ok(Object.hasOwn(scope, '__proto__'));
     assert.equal(({} as { polluted?: boolean }).polluted, undefined);
+  });
+
+  it('takes a --scope name in any script JavaScript takes, and the function sees it', async () => {
+    assert.deepEqual(map(['--scope', 'café=1', '--scope', 'π=3', 'f']).scope, { café: 1, π: 3 });
+    const { parmap } = await import('../dist/index.js');
+    assert.deepEqual(await parmap((x: number) => x * π, [1, 2], { n: 2, scope: { π: 3 } }), [3, 6]);
   });
 
   const mistakes: readonly (readonly [string, readonly string[], RegExp])[] = [

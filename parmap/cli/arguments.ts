@@ -4,6 +4,7 @@
  * a {@link UsageError} whose message names the flag and quotes what was given.
  */
 import { parseArgs } from 'node:util';
+import { isVariableName } from '../front/options.js';
 import { parseWorkerCommand, type WorkerCommand } from './worker-arguments.js';
 
 /** What a failing line does: stop the run, become an error line, or be left out. */
@@ -242,16 +243,6 @@ function onErrorOf(text: string | undefined): OnErrorMode {
   return mode;
 }
 
-/** Words that cannot name a `--scope` value: fn would not see them as a variable. */
-const RESERVED = new Set(
-  (
-    'break case catch class const continue debugger default delete do else enum export extends false ' +
-    'finally for function if import in instanceof new null return super switch this throw true try ' +
-    'typeof var void while with yield let static implements interface package private protected ' +
-    'public await arguments eval undefined NaN Infinity'
-  ).split(' '),
-);
-
 function scopeOf(entries: readonly string[] | undefined): Readonly<Record<string, unknown>> | undefined {
   if (entries === undefined) return undefined;
   const scope: Record<string, unknown> = {};
@@ -262,7 +253,7 @@ function scopeOf(entries: readonly string[] | undefined): Readonly<Record<string
     }
     const name = entry.slice(0, equals).trim();
     const text = entry.slice(equals + 1);
-    if (!/^[A-Za-z_$][\w$]*$/.test(name) || RESERVED.has(name)) {
+    if (!isVariableName(name)) {
       throw new UsageError(`--scope ${quote(entry)}: ${quote(name)} cannot be a variable name in the function`);
     }
     if (Object.hasOwn(scope, name)) throw new UsageError(`--scope gives ${name} twice`);

@@ -393,12 +393,20 @@ const RESERVED_WORDS = new Set(
   ).split(' '),
 );
 
+/**
+ * Whether `name` can be a variable that fn uses: an identifier (Unicode letters too, as in
+ * `café`) that is no reserved word, nor a global fn could not shadow by a constant.
+ */
+export function isVariableName(name: string): boolean {
+  return /^[\p{ID_Start}$_][\p{ID_Continue}$\u200C\u200D]*$/u.test(name) && !RESERVED_WORDS.has(name);
+}
+
 function checkScope(scope: unknown): void {
   if (!isPlainObject(scope)) {
     throw new TypeError(`Expected \`scope\` to be a plain object of named values, got ${describeValue(scope)}`);
   }
   for (const name of Object.keys(scope)) {
-    if (!/^[A-Za-z_$][\w$]*$/.test(name) || RESERVED_WORDS.has(name)) {
+    if (!isVariableName(name)) {
       throw new TypeError(`Expected every \`scope\` key to be a variable name fn can use; \`${name}\` is not one`);
     }
   }
