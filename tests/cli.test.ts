@@ -826,6 +826,9 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
     const onWorkers = await cli(['-n', '2', fn], 'a\nbbb\n');
     assertClean(onWorkers);
     assert.equal(onWorkers.stdout, inThread.stdout);
+    const uncloneable = await cli(['-n', '1', 'w => [() => w]'], 'a\n');
+    assertClean(uncloneable, 1);
+    assert.match(uncloneable.stderr, /^parmap: line 1: ParmapCloneError: its result cannot be sent back/);
     const outside = await cli(['-n', '1', 'w => factor * w'], '1\n');
     assertClean(outside, 2);
     assert.match(outside.stderr, /^parmap: the function uses factor from outside it.*--scope factor=<json>/);

@@ -234,6 +234,14 @@ describe('free variables', () => {
     );
     // Rebuilt from its text: the scope's value, not the variable around it.
     assert.deepEqual(await parmap(closure, [1, 2], { n: 1, scope: { factor: 10 } }), [10, 20]);
+    // A result a worker could not send back fails as it would there; as it is, it is handed over.
+    const makesFunction = (x: number) => (x === 2 ? () => x : x);
+    assert.equal(typeof (await parmap(makesFunction, [1, 2], { n: 1 }))[1], 'function');
+    await assert.rejects(parmap(makesFunction, [1, 2, 3], { n: 1, scope: {} }), { name: 'ParmapCloneError', index: 1 });
+    const returned = await parmap(makesFunction, [1, 2, 3], { n: 1, scope: {}, onError: 'return' });
+    assert.equal(returned[0], 1);
+    assert.equal((returned[1] as Error).name, 'ParmapCloneError');
+    assert.equal(returned[2], 3);
   });
 
   it('treats scope values as declared, and lets one scope value use another', () => {

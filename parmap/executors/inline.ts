@@ -5,7 +5,7 @@
  * thread cannot be interrupted, so a sync item is judged when it returns); `retries` and
  * `maxMemory` have no worker to act on.
  */
-import { isTimeoutError, ParmapError, ParmapTimeoutError } from '../errors.js';
+import { cloneProblem, isTimeoutError, ParmapError, ParmapTimeoutError } from '../errors.js';
 import { CANCELLED, type CallShape, type FunctionRef, MARK_CLAIM, MARK_STARTED, newChunkMarks } from '../protocol.js';
 import { runItems } from '../worker/chunk.js';
 import { createInvoker, isThenable, NO_CONTEXT } from '../worker/invoke.js';
@@ -13,6 +13,21 @@ import { loadFunction, release, SetupProblem } from '../worker/prepare.js';
 import { type ChunkTask, type Executor, type ExecutorListener, type ItemsStarted, itemsStartedOf } from './executor.js';
 
 type AnyFunction = (...args: unknown[]) => unknown;
+
+/**
+ * The results structured clone refuses, as a worker would find them. Primitives other than symbols
+ * always cross, so only objects, functions and symbols are tried.
+ */
+function refusedResults(values: readonly unknown[]): { readonly at: number; readonly uncloneable: string }[] {
+  const refused: { at: number; uncloneable: string }[] = [];
+  for (const [at, value] of values.entries()) {
+    const type = typeof value;
+    if (type !== 'object' && type !== 'function' && type !== 'symbol') continue;
+    const problem = value === null ? undefined : cloneProblem(value);
+    if (problem !== undefined) refused.push({ at, uncloneable: problem });
+  }
+  return refused;
+}
 
 /** The longest delay a Node timer takes; a longer one would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -27,6 +42,11 @@ export interface InlineCall {
   readonly onError: 'throw' | 'return';
   readonly timeout: number | undefined;
   readonly concurrency: number;
+  /**
+   * Run as a worker would (fn rebuilt from its text): a result a worker could not send back
+   * fails as it would there, with a `ParmapCloneError`, rather than being handed over as it is.
+   */
+  readonly resultsMustCross?: boolean;
 }
 
 /** The chunk running now, and its marks: how far its items have got. */
@@ -88,11 +108,19 @@ export class InlineExecutor implements Executor {
       });
       return;
     }
+    const refused = this.call.resultsMustCross ? refusedResults(outcome.values) : [];
+    const [first] = refused;
+    if (first !== undefined && this.call.onError === 'throw') {
+      this.listener.outcome(task.id, { kind: 'uncloneable', at: first.at, message: first.uncloneable });
+      return;
+    }
+    for (const { at } of refused) outcome.values[at] = undefined;
     this.listener.outcome(task.id, {
       kind: 'done',
       values: outcome.values,
       ms: outcome.ms,
       localFailures: outcome.failures,
+      ...(refused.length > 0 ? { failures: refused } : {}),
     });
   }
 

@@ -55,8 +55,8 @@ export function prepareRun<R>(
 /**
  * `n: 1`: fn runs in this thread as it is, closures and all. With `scope` (even `{}`), it runs as a
  * worker would run it, rebuilt from its text with the scope's names, so a name given only in
- * `scope` means the same here as on workers, and a name taken from around fn is refused as a
- * worker would refuse it.
+ * `scope` means the same here as on workers, a name taken from around fn is refused as a worker
+ * would refuse it, and so is a result a worker could not send back.
  */
 function inlineExecutor(fn: Callable, job: Job, callerFile: string): ExecutorFactory {
   const rebuild = job.scope !== undefined;
@@ -75,6 +75,7 @@ function inlineExecutor(fn: Callable, job: Job, callerFile: string): ExecutorFac
     onError: job.onError,
     timeout: job.timeout,
     concurrency: job.concurrency,
+    resultsMustCross: rebuild,
   };
   return (listener) => new InlineExecutor(call, listener);
 }
