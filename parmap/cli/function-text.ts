@@ -5,6 +5,7 @@
  */
 import { Script } from 'node:vm';
 import { quote, UsageError } from './arguments.js';
+import { thrownText } from './failures.js';
 
 /** The name compiled code carries in V8's messages; the function text follows `(` on line 1. */
 const SCRIPT_NAME = 'parmap-command-line-function';
@@ -83,7 +84,7 @@ export function evaluatingFunctionText(): boolean {
 }
 
 function evaluationFailed(text: string, error: unknown): UsageError {
-  return new UsageError(`the function ${shortQuote(text)} fails when it is evaluated: ${errorText(error)}`);
+  return new UsageError(`the function ${shortQuote(text)} fails when it is evaluated: ${thrownText(error)}`);
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -108,7 +109,7 @@ export interface TextPosition {
  * (`name:line`, the source line, a caret line); when it is missing, only the message is shown.
  */
 export function describeSyntaxError(text: string, error: unknown): string {
-  const head = `the function does not parse: ${errorText(error)}`;
+  const head = `the function does not parse: ${thrownText(error)}`;
   const position = syntaxErrorPosition(text, error);
   if (position === undefined) return head;
   const sourceLine = text.split(LINE_BREAK)[position.line - 1] ?? '';
@@ -131,16 +132,6 @@ export function syntaxErrorPosition(text: string, error: unknown): TextPosition 
   // Line 1 starts with the `(` added around the text.
   const column = line === 1 ? Math.max(caret - 1, 0) : caret;
   return { line, column: column + 1 };
-}
-
-function errorText(error: unknown): string {
-  try {
-    if (error instanceof Error) return `${error.name}: ${error.message}`;
-    return String(error);
-  } catch {
-    // A thrown value whose name, message or conversion throws in turn.
-    return 'a value that cannot be shown';
-  }
 }
 
 function describeType(value: unknown): string {
