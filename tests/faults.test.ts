@@ -89,6 +89,21 @@ const faults: Fault[] = [
     },
   },
   {
+    name: 'a promise fn leaves rejects, with chunks of one item queued behind each other',
+    workers: ['thread', 'process'],
+    body: (options) =>
+      `async function* items() { for (let i = 0; i < 20; i++) yield i; }
+       try {
+         for await (const r of parmap((x) => { if (x === 10) Promise.reject(new Error('late reject')); return x }, items(), { n: 2, chunksize: 1, ${options} })) {}
+         console.log('{"name":"no error"}');
+       } catch (e) { console.log(describeError(e)) }`,
+    check: (error) => {
+      // The chunks queued behind it had not started: they go elsewhere, and the death is still told.
+      assert.equal(error.name, 'ParmapWorkerError');
+      assert.equal(error.whileIdle, true);
+    },
+  },
+  {
     name: 'a timer inside fn throws, items one at a time',
     workers: ['thread', 'process'],
     body: (options) =>

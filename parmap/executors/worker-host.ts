@@ -73,6 +73,12 @@ const TAKE_BACK_AFTER_MS = 60;
 /** How long threads whose workers were lent back stay, idle, in case the host gets workers again. */
 const KEEP_LENT_WARM_MS = 2_000;
 
+/** Whether a thread's chunk is known to have started none of its items. */
+function notStarted(chunk: HostChunk): boolean {
+  const { progress } = chunk.request;
+  return progress !== undefined && Atomics.load(progress, MARK_STARTED) === 0;
+}
+
 export class WorkerHost {
   private pool: WorkerpoolPool | undefined;
   private lease: Lease | undefined;
@@ -617,7 +623,14 @@ export class WorkerHost {
     handle.onEnd((ending) => {
       // Found first: finding a chunk's worker (by the id it wrote) also makes it that worker's last.
       const held = [...this.inFlight].filter((chunk) => this.workerOf(chunk) === handle);
-      const last = this.lastChunk.get(handle);
+      // The newest chunk it answered, when it held some: finding workers above may have made an
+      // older chunk its last.
+      const answered = held.filter((chunk) => chunk.reply !== undefined);
+      const last =
+        answered.reduce<HostChunk | undefined>(
+          (newest, chunk) => (newest === undefined || chunk.id > newest.id ? chunk : newest),
+          undefined,
+        ) ?? this.lastChunk.get(handle);
       const reader = this.progressFiles.get(handle);
       if (reader !== undefined) {
         // Where its chunk had got, kept before the file is closed: it names the item that hung or crashed.
@@ -634,9 +647,10 @@ export class WorkerHost {
         // it finished is not lost with it.
         this.readPort(handle);
         this.loseQueued(handle);
-        // Every chunk it held was answered: it died after its work (a timer or promise of fn's
-        // failing late), as an idle worker does, though workerpool had not yet counted it free.
-        const idle = held.every((chunk) => chunk.reply !== undefined);
+        // Every chunk it held was answered, or (a thread's) not started and so sent again without
+        // blame: it died after its work (a timer or promise of fn's failing late), as an idle
+        // worker does, though workerpool had not yet counted it free.
+        const idle = held.every((chunk) => chunk.reply !== undefined || notStarted(chunk));
         if (idle && !handle.stoppedByUs && !this.closed && last !== undefined) {
           // Told after the current event: the call may still be taking in that chunk's reply.
           queueMicrotask(() => last.channel.idleWorkerDied(last.id, ending));
