@@ -107,3 +107,59 @@ describe('clean-up: the process exits by itself however the call ends', () => {
     });
   }
 });
+
+/**
+ * Counts the workers Node announces (threads and child processes alike) and resolves `allEnded`
+ * once every one announced so far has exited.
+ */
+const watchWorkers = `
+  import { subscribe } from 'node:diagnostics_channel';
+  const workers = { started: 0, exited: 0, exits: [] };
+  const watch = (worker) => {
+    workers.started++;
+    workers.exits.push(new Promise((resolve) => worker.once('exit', () => resolve(workers.exited++))));
+  };
+  subscribe('worker_threads', ({ worker }) => watch(worker));
+  subscribe('child_process', ({ process }) => watch(process));
+  const allEnded = () => Promise.all(workers.exits);
+`;
+
+describe('clean-up: workers started at the call, before it is consumed', () => {
+  for (const workerType of ['thread', 'process'] as const) {
+    it(`a result never consumed: its ${workerType} workers hold no event loop and stop by themselves`, () => {
+      const result = runScenario(`${watchWorkers}
+        parmap((x) => x, [1, 2], { n: 2, workerType: '${workerType}' });
+        const started = workers.started;
+        await allEnded();
+        console.log(started, workers.exited);`);
+      assert.equal(result.timedOut, false, `the scenario hung: ${result.stderr}`);
+      assert.equal(result.stderr, '');
+      assert.equal(result.stdout, '2 2');
+    });
+  }
+
+  it('a call refused at once stops the workers it started and gives their budget back', () => {
+    const result = runScenario(`${watchWorkers}
+      const offset = 1;
+      try { parmap((x) => x + offset, [1, 2], { n: 2 }) } catch (error) { console.log(error.name) }
+      // Started at its call only when the budget has them free.
+      const next = parmap((x) => x, [1, 2], { n: 2 });
+      console.log(workers.started);
+      console.log((await next).join());`);
+    assert.equal(result.timedOut, false, `the scenario hung: ${result.stderr}`);
+    assert.equal(result.stderr, '');
+    assert.equal(result.stdout, 'ParmapScopeError\n4\n1,2');
+  });
+
+  it('a call consumed before an earlier one takes the workers that call started', () => {
+    const result = runScenario(`
+      const range = (n) => Array.from({ length: n }, (_, i) => i);
+      const first = parmap((x) => x + 1, range(100), { n: 2 });
+      const second = parmap((x) => x * 2, range(100), { n: 2 });
+      const fromSecond = await second;
+      const fromFirst = await first;
+      console.log(fromSecond.join() === range(100).map((x) => x * 2).join(), fromFirst.join() === range(100).map((x) => x + 1).join());`);
+    assert.equal(result.timedOut, false, `the scenario hung: ${result.stderr}`);
+    assert.equal(result.stdout, 'true true');
+  });
+});

@@ -59,16 +59,13 @@ export interface PoolSettings {
 }
 
 /** Makes a pool; each worker it starts is told to `onWorker` as it is made. */
-export async function startWorkerpool(
-  settings: PoolSettings,
-  onWorker: (handle: WorkerHandle) => void,
-): Promise<WorkerpoolPool> {
+export function startWorkerpool(settings: PoolSettings, onWorker: (handle: WorkerHandle) => void): WorkerpoolPool {
   // Loading workerpool costs milliseconds: calls that never run in parallel skip it. It is loaded
   // as what it is, a CommonJS package: import() first scans its source for named exports, which
   // doubled the time (5 ms more on a program's first call).
   workerpoolLoaded ??= lazyRequire('workerpool') as Workerpool;
   const workerpool = workerpoolLoaded;
-  const { maxMemory, workerType, threadSetup } = settings;
+  const { maxMemory, workerType } = settings;
   const threadOptions = {
     execArgv: workerFlags(process.execArgv, 'thread'),
     ...(maxMemory === undefined
@@ -100,7 +97,12 @@ export async function startWorkerpool(
         handle.chunkPort = chunks.port1;
         onWorker(handle);
       });
-      const workerData: ThreadStart = { parmapSetup: threadSetup, parmapOutput: output, parmapChunks: chunks.port2 };
+      // Read as each thread starts: a host started before its call's analysis is given it later.
+      const workerData: ThreadStart = {
+        parmapSetup: settings.threadSetup,
+        parmapOutput: output,
+        parmapChunks: chunks.port2,
+      };
       return { workerThreadOpts: { ...threadOptions, workerData, transferList: [output, chunks.port2] } };
     },
   });
