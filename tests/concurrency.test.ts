@@ -202,6 +202,42 @@ describe('maxBytesInFlight: large items stream in bounded memory', { timeout: 60
     assert.ok(furthestAhead <= 4, `read ${furthestAhead} items ahead of the caller`);
   });
 
+  for (const source of ['a generator', 'an async generator'] as const) {
+    it(`weighs each large item as it is read, after many small ones (${source})`, async () => {
+      // The average of 2,000 small items says nothing of the large ones that follow: counted by
+      // that average, all 30 large items (240 MiB) were read ahead in one chunk.
+      let read = 0;
+      let consumed = 0;
+      let furthestAhead = 0;
+      const eightMegabytes = 'x'.repeat(8 * 2 ** 20);
+      const item = (i: number) => {
+        if (i < 2_000) return String(i);
+        read++;
+        furthestAhead = Math.max(furthestAhead, read - consumed);
+        return eightMegabytes;
+      };
+      const items =
+        source === 'a generator'
+          ? (function* () {
+              for (let i = 0; i < 2_030; i++) yield item(i);
+            })()
+          : (async function* () {
+              for (let i = 0; i < 2_030; i++) yield item(i);
+            })();
+      let count = 0;
+      for await (const length of parmap((s: string) => s.length, items, { n: 2, maxBytesInFlight: 10 * 2 ** 20 })) {
+        if (count++ >= 2_000) {
+          assert.equal(length, 8 * 2 ** 20);
+          consumed++;
+        }
+      }
+      assert.equal(count, 2_030);
+      // One on its way to each worker and one more queued behind it, the one the caller holds and
+      // the one being read.
+      assert.ok(furthestAhead <= 6, `read ${furthestAhead} large items ahead of the caller`);
+    });
+  }
+
   it('still sends an item larger than the whole budget, alone', async () => {
     const results = await parmap((s: string) => s.length, ['x'.repeat(3_000_000), 'y', 'z'], {
       n: 2,

@@ -61,8 +61,10 @@ export interface ParmapOptions {
   readonly concurrency?: number;
   /**
    * Roughly the most bytes of items and results on their way between this thread and the workers
-   * at once: chunks are cut smaller to stay under it, so a stream of large items runs in bounded
-   * memory. Each worker still gets one item, however large. Default: 32 MiB (`32 * 2 ** 20`).
+   * at once, and not yet taken by the caller: chunks are cut smaller to stay under it, so a stream
+   * of large items runs in bounded memory. Strings and binary data are weighed as they are read;
+   * other items count as the average so far until their chunk is sent, then exactly. Each worker
+   * still gets one item, however large. Default: 32 MiB (`32 * 2 ** 20`).
    */
   readonly maxBytesInFlight?: number;
   /**

@@ -31,6 +31,18 @@ export const MAX_CHUNK_BYTES = 2 ** 20;
 /** Guided rule: a chunk is at most the remaining items divided by this many per worker. */
 export const GUIDED_SHARES_PER_WORKER = 2;
 
+/**
+ * A quick lower bound of the bytes `value` takes to send, for what can be large at no cost to
+ * tell: a string (its length), binary data (its byte length). Anything else counts 0 here; its
+ * bytes are known once its chunk has been encoded.
+ */
+export function roughBytes(value: unknown): number {
+  if (typeof value === 'string') return value.length;
+  if (typeof value !== 'object' || value === null) return 0;
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value.byteLength;
+  return 0;
+}
+
 /** The bytes one chunk may carry when `chunks` chunks may be on their way at once. */
 export function chunkByteLimit(maxBytesInFlight: number, chunks: number): number {
   return Math.max(1, Math.min(MAX_CHUNK_BYTES, Math.floor(maxBytesInFlight / chunks)));
@@ -71,6 +83,14 @@ export class ChunkSizer {
     const perItem = this.bytesPerItem();
     if (perItem !== undefined && perItem > 0) size = Math.min(size, Math.floor(this.maxBytes / perItem));
     return Math.max(1, Math.min(MAX_AUTO_CHUNK, size));
+  }
+
+  /**
+   * The most bytes of items an automatic chunk is filled with, as {@link roughBytes} counts them:
+   * an item that takes a chunk past it ends the chunk. None for a fixed `chunksize`.
+   */
+  get byteLimit(): number {
+    return this.fixed === 'auto' ? this.maxBytes : Number.POSITIVE_INFINITY;
   }
 
   /** The bytes of one item and its result together, as measured so far, if they have been. */

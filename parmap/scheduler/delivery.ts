@@ -22,6 +22,8 @@ export interface ChunkResults {
   values: unknown[];
   remaining: number;
   failures: number;
+  /** The bytes its items and results take on their way, as best known now (see `CallRun`). */
+  bytes: number;
   /** Places filled so far, kept once the chunk is split (only then can a place be missing). */
   filled?: Set<number>;
   /** Places that hold their item's error (`onError: 'return'`) rather than fn's result. */
@@ -50,10 +52,18 @@ export interface Failure {
 interface Batch<R> {
   readonly values: R[];
   readonly inputs: number;
+  /** The bytes the run counted for them in flight. */
+  readonly bytes: number;
 }
 
 export type Delivered<R> =
-  | { readonly kind: 'results'; readonly values: R[]; readonly counted: boolean; readonly inputs: number }
+  | {
+      readonly kind: 'results';
+      readonly values: R[];
+      readonly counted: boolean;
+      readonly inputs: number;
+      readonly bytes: number;
+    }
   | { readonly kind: 'error'; readonly error: unknown };
 
 /**
@@ -115,7 +125,11 @@ export class Delivery<R> {
   /** A whole chunk finished. */
   finished(results: ChunkResults): void {
     const { items } = results.chunk;
-    const batch = { values: this.shape(items, results.values, results.failed), inputs: items.length };
+    const batch = {
+      values: this.shape(items, results.values, results.failed),
+      inputs: items.length,
+      bytes: results.bytes,
+    };
     if (this.ordered) this.reorder.put(results.chunk.sequence, batch);
     else this.ready.push(batch);
   }
@@ -125,7 +139,7 @@ export class Delivery<R> {
    * their items. They stand for no input items: after a failure, nothing more is fed.
    */
   early(items: readonly unknown[], values: readonly unknown[]): void {
-    this.ready.push({ values: this.shape(items, values, undefined), inputs: 0 });
+    this.ready.push({ values: this.shape(items, values, undefined), inputs: 0, bytes: 0 });
   }
 
   /** Records a failure, unless one that comes first is already there. Whether it was recorded. */
@@ -150,7 +164,9 @@ export class Delivery<R> {
   next(): Delivered<R> | undefined {
     if (this.delivered) return { kind: 'error', error: this.current?.error };
     const batch = this.takeReady();
-    if (batch !== undefined) return { kind: 'results', values: batch.values, counted: true, inputs: batch.inputs };
+    if (batch !== undefined) {
+      return { kind: 'results', values: batch.values, counted: true, inputs: batch.inputs, bytes: batch.bytes };
+    }
     const failure = this.current;
     if (failure === undefined || !this.due(failure)) return undefined;
     this.delivered = true;
@@ -158,7 +174,7 @@ export class Delivery<R> {
     if (this.ordered && within !== undefined && within.position > 0) {
       const { chunk, values, failed } = within.results;
       const before = this.shape(chunk.items.slice(0, within.position), values.slice(0, within.position), failed);
-      return { kind: 'results', values: before, counted: false, inputs: 0 };
+      return { kind: 'results', values: before, counted: false, inputs: 0, bytes: 0 };
     }
     return { kind: 'error', error: failure.error };
   }

@@ -3,18 +3,34 @@
  * the run has room for one, so only a bounded number of chunks exist at a time, whatever the
  * input's length.
  */
-import type { ChunkSizer } from './chunking.js';
+import { type ChunkSizer, roughBytes } from './chunking.js';
 import { checkStep, type TakenInput } from './input.js';
 import { closesAtOnce } from './result.js';
 
 /** What sizes the chunks: the run's `ChunkSizer`, or a bound on it. */
-export type ChunkSizes = Pick<ChunkSizer, 'next'>;
+export type ChunkSizes = Pick<ChunkSizer, 'next'> & Partial<Pick<ChunkSizer, 'byteLimit'>>;
 
 /** Consecutive items; `start` is the input position of the first one. */
 export interface Chunk {
   readonly sequence: number;
   readonly start: number;
   readonly items: unknown[];
+  /** Its items' bytes, as far as they can be told before they are encoded (see `roughBytes`). */
+  readonly bytes: number;
+}
+
+/**
+ * How many of the first `size` items fill a chunk: all of them, or up to and including the one
+ * that reaches `byteLimit` bytes; and their bytes.
+ */
+function fitting(items: readonly unknown[], size: number, byteLimit: number): { count: number; bytes: number } {
+  const end = Math.min(size, items.length);
+  let bytes = 0;
+  for (let at = 0; at < end; at++) {
+    bytes += roughBytes(items[at]);
+    if (bytes >= byteLimit) return { count: at + 1, bytes };
+  }
+  return { count: end, bytes };
 }
 
 /** What the feeder asks of the run that owns it. */
@@ -72,10 +88,15 @@ export abstract class Feeder {
    */
   abstract close(): Promise<void>;
 
-  protected emit(items: unknown[]): void {
+  /** The most bytes of items a chunk is filled with. */
+  protected get byteLimit(): number {
+    return this.sizer.byteLimit ?? Number.POSITIVE_INFINITY;
+  }
+
+  protected emit(items: unknown[], bytes: number): void {
     const start = this.nextIndex;
     this.nextIndex += items.length;
-    this.hooks.submit({ sequence: this.sequence++, start, items });
+    this.hooks.submit({ sequence: this.sequence++, start, items, bytes });
   }
 
   private endReported = false;
@@ -106,20 +127,23 @@ class ArrayFeeder extends Feeder {
         this.finish();
         return;
       }
-      const items = this.array.slice(this.position, this.position + this.sizer.next(this.nextIndex));
+      let items = this.array.slice(this.position, this.position + this.sizer.next(this.nextIndex));
+      // The copy is weighed, not the array: an index with a getter is read once, as map reads it.
+      const { count, bytes } = fitting(items, items.length, this.byteLimit);
+      if (count < items.length) items = items.slice(0, count);
       const check = this.checkItem;
       let valid = 0;
       try {
         if (check !== undefined) for (; valid < items.length; valid++) check(items[valid], this.position + valid);
       } catch (error) {
         // The items before the bad one still run: their results come before the error.
-        if (valid > 0) this.emit(items.slice(0, valid));
+        if (valid > 0) this.emit(items.slice(0, valid), bytes);
         this.finished = true;
         this.hooks.fail(error, this.sequence);
         return;
       }
       this.position += items.length;
-      this.emit(items);
+      this.emit(items, bytes);
     }
   }
 
@@ -140,10 +164,12 @@ class IteratorFeeder extends Feeder {
   pump(): void {
     while (!this.closed && !this.finished && this.hooks.hasRoom()) {
       const size = this.sizer.next(this.nextIndex);
+      const { byteLimit } = this;
       const items: unknown[] = [];
+      let bytes = 0;
       let ended = false;
       try {
-        while (items.length < size) {
+        while (items.length < size && bytes < byteLimit) {
           const step = checkStep(this.iterator.next(), this.nextIndex + items.length);
           if (step.done) {
             ended = true;
@@ -151,16 +177,17 @@ class IteratorFeeder extends Feeder {
           }
           this.checkItem?.(step.value, this.nextIndex + items.length);
           items.push(step.value);
+          bytes += roughBytes(step.value);
         }
       } catch (error) {
         // An iterator that threw is finished; there is nothing to close. The items it gave
         // before still run: their results come before the error, whatever the chunk size.
         this.finished = true;
-        if (items.length > 0) this.emit(items);
+        if (items.length > 0) this.emit(items, bytes);
         this.hooks.fail(error, this.sequence);
         return;
       }
-      if (items.length > 0) this.emit(items);
+      if (items.length > 0) this.emit(items, bytes);
       if (ended) {
         this.finish();
         return;
@@ -189,6 +216,8 @@ class IteratorFeeder extends Feeder {
  */
 class AsyncIteratorFeeder extends Feeder {
   private buffer: unknown[] = [];
+  /** The bytes of the items in `buffer` (see `roughBytes`). */
+  private bufferBytes = 0;
   private reading = false;
   private waitingForInput = false;
   private closing: Promise<void> | undefined;
@@ -202,25 +231,36 @@ class AsyncIteratorFeeder extends Feeder {
 
   pump(): void {
     this.dispatch();
-    if (!this.reading && !this.closed && !this.finished && this.buffer.length < this.sizer.next(this.nextIndex)) {
+    if (!this.reading && !this.closed && !this.finished && this.wantsMore()) {
       this.reading = true;
       void this.read();
     }
   }
 
+  /** Whether the buffer holds less than a chunk, in items and in bytes. */
+  private wantsMore(): boolean {
+    return this.buffer.length < this.sizer.next(this.nextIndex) && this.bufferBytes < this.byteLimit;
+  }
+
   private dispatch(): void {
     while (!this.closed && this.buffer.length > 0 && this.hooks.hasRoom()) {
-      const size = this.sizer.next(this.nextIndex);
-      const worthSending = this.buffer.length >= size || this.finished || this.waitingForInput;
+      const worthSending = !this.wantsMore() || this.finished || this.waitingForInput;
       if (!worthSending) return;
-      this.emit(this.buffer.splice(0, size));
+      this.emitBuffered(this.sizer.next(this.nextIndex));
     }
     if (this.finished && this.buffer.length === 0) this.finish();
   }
 
+  /** Sends a chunk of the first buffered items, at most `size` of them. */
+  private emitBuffered(size: number): void {
+    const { count, bytes } = fitting(this.buffer, size, this.byteLimit);
+    this.bufferBytes -= bytes;
+    this.emit(this.buffer.splice(0, count), bytes);
+  }
+
   private async read(): Promise<void> {
     try {
-      while (!this.closed && !this.finished && this.buffer.length < this.sizer.next(this.nextIndex)) {
+      while (!this.closed && !this.finished && this.wantsMore()) {
         this.waitingForInput = true;
         this.dispatch();
         const step = checkStep(await this.iterator.next(), this.nextIndex + this.buffer.length);
@@ -232,6 +272,7 @@ class AsyncIteratorFeeder extends Feeder {
         }
         this.checkItem?.(step.value, this.nextIndex + this.buffer.length);
         this.buffer.push(step.value);
+        this.bufferBytes += roughBytes(step.value);
         this.dispatch();
       }
     } catch (error) {
@@ -239,7 +280,7 @@ class AsyncIteratorFeeder extends Feeder {
       this.waitingForInput = false;
       if (this.closed) return;
       // The items read before the failure still run: their results come before the error.
-      if (this.buffer.length > 0) this.emit(this.buffer.splice(0));
+      while (this.buffer.length > 0) this.emitBuffered(this.buffer.length);
       this.hooks.fail(error, this.sequence);
       return;
     } finally {

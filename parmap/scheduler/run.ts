@@ -59,8 +59,14 @@ export class CallRun<R> implements ChunkRun<R> {
    * until the caller comes back for more: it holds them until then.
    */
   private unconsumedItems = 0;
-  /** Input items of the results last handed out, which the caller may still hold. */
-  private heldByCaller = 0;
+  /**
+   * The bytes of the chunks fed and not yet taken by the caller, items and results, for
+   * `maxBytesInFlight`: each chunk counted by what its items are known to take until its worker
+   * answers, then by what its items and results took (see `ChunkResults.bytes`).
+   */
+  private unconsumedBytes = 0;
+  /** The input items and bytes of the results last handed out, which the caller may still hold. */
+  private heldByCaller: { readonly inputs: number; readonly bytes: number } = { inputs: 0, bytes: 0 };
   private readonly retryQueue: Task[] = [];
   private readonly running = new Map<number, RunningTask>();
   /** Where recently finished tasks were in the input (not the tasks: they hold items and results). */
@@ -126,7 +132,10 @@ export class CallRun<R> implements ChunkRun<R> {
       failed: (error) => this.fail({ error, sequence: undefined }),
     });
     // Chunks are cut to fit in what `buffer` leaves.
-    const sizes = { next: (handedOut: number) => Math.min(this.sizer.next(handedOut), this.bufferRoom()) };
+    const sizes = {
+      next: (handedOut: number) => Math.min(this.sizer.next(handedOut), this.bufferRoom()),
+      byteLimit: this.sizer.byteLimit,
+    };
     this.feeder = Feeder.for(this.input, sizes, this.job.checkItem, {
       hasRoom: () => this.hasRoom(),
       submit: (chunk) => this.submitChunk(chunk),
@@ -164,9 +173,8 @@ export class CallRun<R> implements ChunkRun<R> {
    * `maxBytesInFlight`; each worker still gets one, so that large items run in parallel.
    */
   private bytesRoom(workers: number): boolean {
-    const perItem = this.sizer.bytesPerItem();
-    if (perItem === undefined || this.unconsumed < workers) return true;
-    return (this.unconsumedItems + 1) * perItem <= this.job.maxBytesInFlight;
+    if (this.unconsumed < workers) return true;
+    return this.unconsumedBytes + (this.sizer.bytesPerItem() ?? 0) <= this.job.maxBytesInFlight;
   }
 
   /** How many more input items `buffer` lets the run feed now. */
@@ -178,7 +186,7 @@ export class CallRun<R> implements ChunkRun<R> {
   async nextChunk(): Promise<R[] | undefined> {
     // The caller is back: it is done with what it was given last.
     this.taken(this.heldByCaller);
-    this.heldByCaller = 0;
+    this.heldByCaller = { inputs: 0, bytes: 0 };
     this.executor?.hold(true);
     try {
       return await this.waitForChunk();
@@ -207,10 +215,10 @@ export class CallRun<R> implements ChunkRun<R> {
         }
         // A chunk that filter kept nothing of is not handed out: the caller waits for the next.
         if (next.values.length > 0) {
-          this.heldByCaller = next.inputs;
+          this.heldByCaller = next;
           return next.values;
         }
-        this.taken(next.inputs);
+        this.taken(next);
         continue;
       }
       if (this.failure === undefined && this.inputEnded && this.unconsumed === 0) {
@@ -223,10 +231,14 @@ export class CallRun<R> implements ChunkRun<R> {
     }
   }
 
-  /** The caller is done with `inputs` input items' results: `buffer` has room for them again. */
-  private taken(inputs: number): void {
+  /**
+   * The caller is done with results that stand for `inputs` input items and `bytes` bytes:
+   * `buffer` and `maxBytesInFlight` have room for them again.
+   */
+  private taken({ inputs, bytes }: { readonly inputs: number; readonly bytes: number }): void {
     if (inputs === 0) return;
     this.unconsumedItems -= inputs;
+    this.unconsumedBytes -= bytes;
     this.pump();
   }
 
@@ -247,7 +259,10 @@ export class CallRun<R> implements ChunkRun<R> {
   private submitChunk(chunk: Chunk): void {
     this.unconsumed++;
     this.unconsumedItems += chunk.items.length;
-    const results: ChunkResults = { chunk, values: [], remaining: chunk.items.length, failures: 0 };
+    // Items of a kind whose size is not told before encoding count as the average so far.
+    const bytes = Math.max(chunk.bytes, chunk.items.length * (this.sizer.bytesPerItem() ?? 0));
+    this.unconsumedBytes += bytes;
+    const results: ChunkResults = { chunk, values: [], remaining: chunk.items.length, failures: 0, bytes };
     const positions = placesOf(chunk.items.length);
     this.startTask({ id: 0, results, positions, attempts: 0, deferrals: 0, whole: true });
   }
@@ -298,6 +313,7 @@ export class CallRun<R> implements ChunkRun<R> {
     if (task.whole) {
       results.values = reply.values;
       if (task.attempts === 0) this.sizer.record(reply.values.length, reply.ms, reply.bytes);
+      if (reply.bytes !== undefined) this.recount(results, reply.bytes);
     } else {
       results.filled ??= new Set();
       for (const [at, position] of task.positions.entries()) fill(results, position, reply.values[at]);
@@ -317,6 +333,12 @@ export class CallRun<R> implements ChunkRun<R> {
       this.placeError(task, failure.at, error);
     }
     this.completeItems(results, reply.values.length);
+  }
+
+  /** A chunk's bytes in flight, now known exactly: those of its items and results as they crossed. */
+  private recount(results: ChunkResults, bytes: number): void {
+    this.unconsumedBytes += bytes - results.bytes;
+    results.bytes = bytes;
   }
 
   /**
