@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { parmap } from '../dist/index.js';
+import { ParmapCloneError, parmap } from '../dist/index.js';
 import { assertClean, lastJson, runScenario } from './fixtures/child-scenario.js';
 
 const WORKER_MODES = [
@@ -133,6 +133,46 @@ describe('values come back as Array.map gives them', () => {
         await parmap((x: { inner: unknown }) => Buffer.isBuffer(x.inner), [{ inner: Buffer.from('z') }], mode.options),
         [true],
       );
+    });
+  }
+});
+
+describe('a result whose then cannot be read is a result, not a failure of fn', () => {
+  // Array.map hands such a value back as it is; only a value to await is awaited.
+  const revokedAt1 = (x: number) => {
+    if (x !== 1) return x;
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    return proxy;
+  };
+  const throwingThenAt1 = (x: number) =>
+    x === 1
+      ? {
+          // biome-ignore lint/suspicious/noThenProperty: a then that cannot be read is what is tested
+          get then(): unknown {
+            throw new Error('then is not to be read');
+          },
+        }
+      : x;
+
+  it('n: 1 gives it back as it is, as Array.map does', async () => {
+    const revoked = await parmap(revokedAt1, [0, 1, 2], { n: 1 });
+    assert.equal(revoked[0], 0);
+    assert.equal(revoked[2], 2);
+    assert.throws(() => (revoked[1] as { anything?: unknown }).anything, TypeError, 'the revoked Proxy itself');
+    const throwing = await parmap(throwingThenAt1, [0, 1, 2], { n: 1 });
+    assert.throws(() => (throwing[1] as { then: unknown }).then, /then is not to be read/);
+  });
+
+  for (const workerType of ['thread', 'process'] as const) {
+    it(`workers fail with a ParmapCloneError naming its item, as for any result that cannot be sent (${workerType})`, async () => {
+      for (const fn of [revokedAt1, throwingThenAt1]) {
+        await assert.rejects(parmap(fn, [0, 1, 2], { n: 2, workerType }), (error: unknown) => {
+          assert.ok(error instanceof ParmapCloneError, String(error));
+          assert.equal(error.index, 1);
+          return true;
+        });
+      }
     });
   }
 });

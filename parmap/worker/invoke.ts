@@ -42,11 +42,16 @@ export function createInvoker(
   return args.length === 0 ? (item) => fn(item) : (item) => fn(item, ...args);
 }
 
-/** Whether fn returned something to await (a promise or any thenable). */
+/**
+ * Whether fn returned something to await (a promise or any thenable). A value whose `then` cannot
+ * be read (a revoked Proxy, a throwing getter) is no thenable: it is fn's result as it is, as
+ * `Array.map` would give it, and fails only if it must cross to another thread.
+ */
 export function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    (typeof value === 'object' || typeof value === 'function') &&
-    value !== null &&
-    typeof (value as { then?: unknown }).then === 'function'
-  );
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return false;
+  try {
+    return typeof (value as { then?: unknown }).then === 'function';
+  } catch {
+    return false;
+  }
 }
