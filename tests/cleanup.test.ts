@@ -124,6 +124,25 @@ const watchWorkers = `
   const allEnded = () => Promise.all(workers.exits);
 `;
 
+describe('clean-up: a worker that died while idle', () => {
+  for (const workerType of ['thread', 'process'] as const) {
+    it(`holds nothing once the call has failed: no timer is left to keep the program alive (${workerType})`, () => {
+      // workerpool waits for an exit such a worker has already made, on a 2.5 s timer, unless it
+      // has found the worker dead first.
+      const result = runScenario(`${watchWorkers}
+      async function* open() { yield 'ok'; yield 'boom'; await new Promise(() => {}); }
+      const lateError = (x) => { if (x === 'boom') setTimeout(() => { throw new Error('late') }, 50); return x };
+      try { await parmap(lateError, open(), { n: 2, workerType: '${workerType}' }) } catch (error) { console.log(error.name, error.whileIdle) }
+      await allEnded();
+      const workersLeft = () => process.getActiveResourcesInfo().some((name) => name === 'ProcessWrap' || name === 'Worker');
+      while (workersLeft()) await new Promise((resolve) => setImmediate(resolve));
+      console.log(process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length);`);
+      assert.equal(result.timedOut, false, `the scenario hung: ${result.stderr}`);
+      assert.equal(result.stdout, 'ParmapWorkerError true\n0');
+    });
+  }
+});
+
 describe('clean-up: workers started at the call, before it is consumed', () => {
   for (const workerType of ['thread', 'process'] as const) {
     it(`a result never consumed: its ${workerType} workers hold no event loop and stop by themselves`, () => {

@@ -117,6 +117,9 @@ export class WorkerHost {
   private readonly channels = new Set<CallChannel>();
   /** The pool each worker belongs to. */
   private readonly poolOf = new WeakMap<WorkerHandle, WorkerpoolPool>();
+  /** Pools a worker of which ended on its own (see `stopWorkers`). */
+  private readonly poolsThatLostWorkers = new WeakSet<WorkerpoolPool>();
+  private readonly lostWorkers = (pool: WorkerpoolPool): boolean => this.poolsThatLostWorkers.has(pool);
   /** Pools no longer given chunks, until the chunks they still run are done. */
   private readonly retired = new Set<WorkerpoolPool>();
   /** Workers stopped and let go, until they have exited. */
@@ -314,7 +317,7 @@ export class WorkerHost {
     const handles = [...this.handles];
     this.pool = undefined;
     this.handles.clear();
-    void stopWorkers([pool], handles);
+    void stopWorkers([pool], handles, this.lostWorkers);
   }
 
   /** Sends a chunk; only call it while `busy < granted`. */
@@ -612,7 +615,7 @@ export class WorkerHost {
     this.retired.delete(pool);
     const handles = [...this.handles].filter((handle) => this.poolOf.get(handle) === pool);
     for (const handle of handles) this.handles.delete(handle);
-    void stopWorkers([pool], handles);
+    void stopWorkers([pool], handles, this.lostWorkers);
   }
 
   /**
@@ -677,6 +680,8 @@ export class WorkerHost {
       port.unref();
     }
     handle.onEnd((ending) => {
+      const pool = this.poolOf.get(handle);
+      if (pool !== undefined && !handle.stoppedByUs) this.poolsThatLostWorkers.add(pool);
       // Found first: finding a chunk's worker (by the id it wrote) also makes it that worker's last.
       const held = [...this.inFlight].filter((chunk) => this.workerOf(chunk) === handle);
       // The newest chunk it answered, when it held some: finding workers above may have made an
@@ -747,7 +752,7 @@ export class WorkerHost {
     this.applyHold();
     this.lease?.release();
     this.lease = undefined;
-    await stopWorkers([this.pool, ...this.retired], handles);
+    await stopWorkers([this.pool, ...this.retired], handles, this.lostWorkers);
     if (this.progressFilesAt !== undefined) removeProgressFiles(this.progressFilesAt);
     this.retired.clear();
   }

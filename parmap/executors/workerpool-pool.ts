@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { ParmapError } from '../errors.js';
-import type { ThreadOutput, ThreadStart } from '../protocol.js';
+import { type ThreadOutput, type ThreadStart, WARM_UP } from '../protocol.js';
 import type { Payload } from '../transfer.js';
 import { claimNextWorker, type WorkerHandle } from './node-workers.js';
 import { workerFlags } from './worker-flags.js';
@@ -125,15 +125,42 @@ function threadOutput(): MessagePort {
 }
 
 /**
+ * workerpool's `terminate` waits for an 'exit' from each worker it still lists, and a worker that
+ * died while idle is still listed (workerpool finds a worker dead only when it gives it a task)
+ * and has sent its one 'exit' already: `terminate` then never settles, and its timer holds the
+ * program for the whole termination timeout (2.5 s after a worker's late error). So when one of
+ * the pool's workers ended on its own, each idle worker is given a task that does nothing first:
+ * workerpool drops those it finds dead, and the live ones answer at once.
+ */
+async function terminate(pool: WorkerpoolPool, lostWorkers: boolean): Promise<void> {
+  const { idleWorkers, pendingTasks } = pool.stats();
+  // A queued task would take an idle worker first, and a no-op could then start a new one.
+  if (lostWorkers && pendingTasks === 0 && idleWorkers > 0) {
+    const noOps = Array.from({ length: idleWorkers }, () => pool.exec(WARM_UP, []));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled(noOps),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, STOP_GRACE_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+  await Promise.resolve(pool.terminate(true)).catch(() => undefined);
+}
+
+/**
  * Ends a pool's workers and waits until each has exited. workerpool's own terminate is asked
  * first (idle workers then release their contexts); a worker still there after the grace is killed.
  */
 export async function stopWorkers(
   pools: readonly (WorkerpoolPool | undefined)[],
   handles: readonly WorkerHandle[],
+  /** Whether some worker of the pool ended on its own. */
+  lostWorkers: (pool: WorkerpoolPool) => boolean,
 ): Promise<void> {
   for (const handle of handles) handle.stoppedByUs = true;
-  for (const pool of pools) void Promise.resolve(pool?.terminate(true)).catch(() => undefined);
+  for (const pool of pools) if (pool !== undefined) void terminate(pool, lostWorkers(pool));
   let timer: NodeJS.Timeout | undefined;
   // Referenced: an abandoned worker no longer holds the event loop, and a caller awaiting its
   // exit would otherwise see the loop end under it.
