@@ -182,13 +182,6 @@ export interface ThreadStart {
  */
 export type PortChunk = readonly [key: number, request: ChunkRequest];
 
-/**
- * A call's set-up, sent on the port of a thread started before its call had analysed fn (see
- * `WorkerHost.warmUp`), ahead of any chunk of that call. A chunk that finds its set-up missing
- * reads the port first: the set-up was posted before the chunk was.
- */
-export type PortSetup = readonly [key: 'setup', setup: Payload];
-
 /** An event about a chunk that came on the thread's port, sent back on that port. */
 export type PortReply = readonly [key: number, event: WorkerEvent];
 
@@ -197,8 +190,8 @@ export type ThreadOutput = readonly [stream: 'stdout' | 'stderr', text: string];
 
 /** The worker-side method names, shared so a rename cannot miss one side. */
 export const RUN_CHUNK = 'runChunk';
-/** Does nothing: sent to threads started at the call, so that workerpool starts them at once. */
-export const WARM_UP = 'warmUp';
+/** Does nothing: a task that makes workerpool find a worker that died while idle (see `stopWorkers`). */
+export const DO_NOTHING = 'doNothing';
 
 // Remote workers (`backend: { redis }`): between a caller and `parmap worker` processes, through
 // Redis. BullMQ keeps job data and return values as JSON, so bytes travel as base64 text; every

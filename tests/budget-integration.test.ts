@@ -67,6 +67,24 @@ describe('worker budget: no deadlock when calls wait on each other', () => {
       `);
       assert.equal(lastJson(outcome), true);
     });
+
+    it(`a call over a fresh pool's results, and over an async generator awaiting calls, complete (budget ${budget})`, async () => {
+      // Each waits for another call's workers before it has anything to send: holding workers
+      // it cannot use yet would leave the other call waiting for ever.
+      const outcome = await runModule(`
+        ${setBudget}
+        const pool = createPool({ n: 2 });
+        const overPool = await parmap((y) => y + 1, pool.map((x) => x * 2, [1, 2, 3]));
+        await pool.close();
+        async function* awaited() { for (const x of [1, 2, 3]) yield (await parmap((y) => y * 4, [x]))[0]; }
+        const overGenerator = await parmap((y) => y + 16, awaited());
+        console.log(JSON.stringify([overPool, overGenerator]));
+      `);
+      assert.deepEqual(lastJson(outcome), [
+        [3, 5, 7],
+        [20, 24, 28],
+      ]);
+    });
   }
 });
 

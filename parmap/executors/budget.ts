@@ -87,11 +87,6 @@ export class WorkerBudget {
     return lease;
   }
 
-  /** Whether a lease asked for now gets a worker at once, with nobody waiting before it. */
-  get hasFreeWorker(): boolean {
-    return this.wanting.length === 0 && this.inUse < this.limit;
-  }
-
   /** Whether some lease is waiting for its first worker. */
   get hasStarvedLease(): boolean {
     return this.wanting.some((lease) => lease.granted === 0);

@@ -5,9 +5,9 @@
  * (`parmap`) or many (`createPool`), each call through a {@link CallChannel} of its own.
  */
 import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
-import type { ChunkReply, ChunkRequest, PortChunk, PortReply, PortSetup, WorkerEvent } from '../protocol.js';
-import { CANCELLED, MARK_CLAIM, MARK_STARTED, MARK_THREAD, RUN_CHUNK, UNCLAIMED, WARM_UP } from '../protocol.js';
-import { type Payload, transferList } from '../transfer.js';
+import type { ChunkReply, ChunkRequest, PortChunk, PortReply, WorkerEvent } from '../protocol.js';
+import { CANCELLED, MARK_CLAIM, MARK_STARTED, MARK_THREAD, RUN_CHUNK, UNCLAIMED } from '../protocol.js';
+import { transferList } from '../transfer.js';
 import { type Lease, workerBudget } from './budget.js';
 import type { ChunkTask, WorkerEnding } from './executor.js';
 import type { WorkerHandle } from './node-workers.js';
@@ -73,9 +73,6 @@ const TAKE_BACK_AFTER_MS = 60;
 /** How long threads whose workers were lent back stay, idle, in case the host gets workers again. */
 const KEEP_LENT_WARM_MS = 2_000;
 
-/** How long workers started at a call wait for it to be consumed before they stop (see `warmUp`). */
-const WARM_UNUSED_MS = 2_000;
-
 /** Whether a thread's chunk is known to have started none of its items. */
 function notStarted(chunk: HostChunk): boolean {
   const { progress } = chunk.request;
@@ -99,8 +96,6 @@ export class WorkerHost {
   private lentTimer: NodeJS.Timeout | undefined;
   /** Threads kept warm after lending, counted in the budget's allowance for such threads. */
   private warmThreads = 0;
-  /** Stops the workers started by {@link warmUp} if no call has used them by then. */
-  private warmUpTimer: NodeJS.Timeout | undefined;
 
   /** Ends the warm period: the threads are wanted again, or about to stop. */
   private cool(): void {
@@ -137,12 +132,7 @@ export class WorkerHost {
   private closing: Promise<void> | undefined;
   private stopping = false;
 
-  /** What its pools are made with; the set-up is given late to a host started early (see `giveSetup`). */
-  private readonly options: { -readonly [Key in keyof HostOptions]: HostOptions[Key] };
-
-  constructor(options: HostOptions) {
-    this.options = { ...options };
-  }
+  constructor(private readonly options: HostOptions) {}
 
   /** Where this host's process workers make their progress files (see protocol.ts). */
   get progressPrefix(): string {
@@ -176,11 +166,6 @@ export class WorkerHost {
 
   attach(channel: CallChannel): void {
     this.channels.add(channel);
-    if (this.warmUpTimer === undefined) return;
-    // Started at its call and now used: the workers hold the event loop as any call's do.
-    clearTimeout(this.warmUpTimer);
-    this.warmUpTimer = undefined;
-    this.hold(channel.waiting);
   }
 
   detach(channel: CallChannel): void {
@@ -234,52 +219,6 @@ export class WorkerHost {
     this.lease = lease;
   }
 
-  /**
-   * Starts the workers now, before anyone waits for them, when the budget has them free: a call
-   * starts its threads before it analyses fn, and the two overlap (a thread takes 20 to 40 ms to
-   * start, the analysis of a program's first call 15 to 25). They hold no event loop until a call
-   * waits on them, are lent to any call that waits for a worker, and stop if unused after
-   * {@link WARM_UNUSED_MS}. Returns whether workers were started.
-   */
-  warmUp(): boolean {
-    if (this.lease !== undefined || this.stopping || !workerBudget.hasFreeWorker) return false;
-    this.hold(false);
-    this.ensureLease();
-    let pool: WorkerpoolPool | undefined;
-    try {
-      pool = this.startPool();
-    } catch {
-      // A worker script that cannot be found is told by the call's first chunk, as without this.
-      this.letWarmUpGo();
-      return false;
-    }
-    if (pool === undefined) return false;
-    // One task per worker: workerpool starts a worker for each task that finds none free.
-    for (let i = 0; i < this.granted; i++) pool.exec(WARM_UP, []).catch(() => undefined);
-    this.warmUpTimer = setTimeout(() => this.letWarmUpGo(), WARM_UNUSED_MS).unref();
-    return true;
-  }
-
-  /**
-   * The set-up of the one call a host started by {@link warmUp} serves, known once that call has
-   * analysed fn: each thread started already gets it on its port, before any chunk; threads
-   * started later get it with their start.
-   */
-  giveSetup(setup: Payload): void {
-    this.options.threadSetup = setup;
-    for (const handle of this.handles) handle.chunkPort?.postMessage(['setup', setup] satisfies PortSetup);
-  }
-
-  /** Workers started by {@link warmUp} that no call has used are stopped, and their lease returned. */
-  private letWarmUpGo(): void {
-    clearTimeout(this.warmUpTimer);
-    this.warmUpTimer = undefined;
-    if (this.channels.size > 0 || this.usedLease || this.lease === undefined) return;
-    this.lease.release();
-    this.lease = undefined;
-    this.stopLentWorkers();
-  }
-
   private tellCapacity(): void {
     for (const channel of this.channels) channel.capacityChanged();
   }
@@ -321,20 +260,20 @@ export class WorkerHost {
   }
 
   /** Sends a chunk; only call it while `busy < granted`. */
-  send(chunk: HostChunk): void {
+  async send(chunk: HostChunk): Promise<void> {
     this.inFlight.add(chunk);
     chunk.sentAt = performance.now();
     this.stopWaiting(chunk.channel);
     this.usedLease = true;
     let pool: WorkerpoolPool | undefined;
     try {
-      pool = this.pool ?? this.startPool();
+      pool = this.pool ?? (await this.startPool());
     } catch (error) {
       this.finish(chunk, error);
       return;
     }
-    // Lent out: the chunk's call will send it again.
-    if (pool === undefined) return;
+    // Closed (or lent out) while workerpool was loading: the chunk's call is over, or will resend.
+    if (pool === undefined || !this.inFlight.has(chunk)) return;
     chunk.pool = pool;
     this.keepAlive();
     const on = (event: WorkerEvent) => this.onEvent(chunk, event);
@@ -663,9 +602,14 @@ export class WorkerHost {
     return false;
   }
 
-  private startPool(): WorkerpoolPool | undefined {
-    if (this.closed || this.lease === undefined) return undefined;
-    this.pool = startWorkerpool(this.options, (handle) => this.adopt(handle));
+  private async startPool(): Promise<WorkerpoolPool | undefined> {
+    const pool = await startWorkerpool(this.options, (handle) => this.adopt(handle));
+    if (this.closed || this.lease === undefined) {
+      void stopWorkers([pool], [], this.lostWorkers);
+      return undefined;
+    }
+    this.pool ??= pool;
+    if (this.pool !== pool) void stopWorkers([pool], [], this.lostWorkers);
     return this.pool;
   }
 
@@ -745,7 +689,6 @@ export class WorkerHost {
     this.inFlight.clear();
     this.queued.clear();
     clearInterval(this.takeBackTimer);
-    clearTimeout(this.warmUpTimer);
     this.cool();
     const handles = [...this.handles];
     // Stopping workers hold the event loop until they have exited, whoever waits.

@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { ParmapError } from '../errors.js';
-import { type ThreadOutput, type ThreadStart, WARM_UP } from '../protocol.js';
+import { DO_NOTHING, type ThreadOutput, type ThreadStart } from '../protocol.js';
 import type { Payload } from '../transfer.js';
 import { claimNextWorker, type WorkerHandle } from './node-workers.js';
 import { workerFlags } from './worker-flags.js';
@@ -59,13 +59,16 @@ export interface PoolSettings {
 }
 
 /** Makes a pool; each worker it starts is told to `onWorker` as it is made. */
-export function startWorkerpool(settings: PoolSettings, onWorker: (handle: WorkerHandle) => void): WorkerpoolPool {
+export async function startWorkerpool(
+  settings: PoolSettings,
+  onWorker: (handle: WorkerHandle) => void,
+): Promise<WorkerpoolPool> {
   // Loading workerpool costs milliseconds: calls that never run in parallel skip it. It is loaded
   // as what it is, a CommonJS package: import() first scans its source for named exports, which
   // doubled the time (5 ms more on a program's first call).
   workerpoolLoaded ??= lazyRequire('workerpool') as Workerpool;
   const workerpool = workerpoolLoaded;
-  const { maxMemory, workerType } = settings;
+  const { maxMemory, workerType, threadSetup } = settings;
   const threadOptions = {
     execArgv: workerFlags(process.execArgv, 'thread'),
     ...(maxMemory === undefined
@@ -97,12 +100,7 @@ export function startWorkerpool(settings: PoolSettings, onWorker: (handle: Worke
         handle.chunkPort = chunks.port1;
         onWorker(handle);
       });
-      // Read as each thread starts: a host started before its call's analysis is given it later.
-      const workerData: ThreadStart = {
-        parmapSetup: settings.threadSetup,
-        parmapOutput: output,
-        parmapChunks: chunks.port2,
-      };
+      const workerData: ThreadStart = { parmapSetup: threadSetup, parmapOutput: output, parmapChunks: chunks.port2 };
       return { workerThreadOpts: { ...threadOptions, workerData, transferList: [output, chunks.port2] } };
     },
   });
@@ -136,7 +134,7 @@ async function terminate(pool: WorkerpoolPool, lostWorkers: boolean): Promise<vo
   const { idleWorkers, pendingTasks } = pool.stats();
   // A queued task would take an idle worker first, and a no-op could then start a new one.
   if (lostWorkers && pendingTasks === 0 && idleWorkers > 0) {
-    const noOps = Array.from({ length: idleWorkers }, () => pool.exec(WARM_UP, []));
+    const noOps = Array.from({ length: idleWorkers }, () => pool.exec(DO_NOTHING, []));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.allSettled(noOps),

@@ -141,7 +141,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     this.chunks.set(id, chunk);
     const thread = this.queueTarget();
     if (thread !== undefined) this.host.queueOn(thread, chunk);
-    else this.host.send(chunk);
+    else void this.host.send(chunk);
   }
 
   takenBack(chunk: HostChunk): void {

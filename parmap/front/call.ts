@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { ExecutorListener } from '../executors/executor.js';
 import { type InlineCall, InlineExecutor } from '../executors/inline.js';
 import { type RemoteCall, RemoteExecutor } from '../executors/remote.js';
 import { WorkerHost } from '../executors/worker-host.js';
@@ -14,7 +15,7 @@ import type { Job } from '../job.js';
 import type { CallSetup, FunctionRef, ModuleFunction } from '../protocol.js';
 import { takeInput } from '../scheduler/input.js';
 import { CallRun, type ExecutorFactory } from '../scheduler/run.js';
-import { encode, type Payload, toBytes } from '../transfer.js';
+import { encode, toBytes } from '../transfer.js';
 import { resolveFromCaller } from '../worker/resolve.js';
 import type { RemoteJob } from './backend.js';
 import { buildFunctionCode, checkFreeNames, holdsCode } from './function-code.js';
@@ -41,47 +42,14 @@ export function prepareRun<R>(
   callerFile: string,
   placement: Placement,
 ): (streaming: boolean) => CallRun<R> {
-  const ownWorkers = job.remote === undefined && !job.inThisThread && placement.kind === 'own';
-  // Started first, its workers boot while fn is analysed below.
-  const warmed = ownWorkers ? warmHost(job) : undefined;
-  try {
-    const createExecutor: ExecutorFactory =
-      job.remote !== undefined
-        ? remoteExecutor(fn, job, callerFile, job.remote)
-        : job.inThisThread && placement.kind === 'own'
-          ? inlineExecutor(fn, job, callerFile)
-          : workerExecutor(fn, job, callerFile, placement, warmed);
-    const input = takeInput(items);
-    return (streaming) => new CallRun<R>(input, job, createExecutor, streaming);
-  } catch (error) {
-    void warmed?.close();
-    throw error;
-  }
-}
-
-/** No more workers than items, when the number of items is known. */
-function workersFor(job: Job): number {
-  const known = job.knownLength;
-  return known === undefined ? job.n : Math.max(1, Math.min(job.n, known));
-}
-
-function ownHost(job: Job, threadSetup: Payload | undefined): WorkerHost {
-  return new WorkerHost({
-    workers: workersFor(job),
-    workerType: job.workerType,
-    maxMemory: job.maxMemory,
-    threadSetup,
-  });
-}
-
-/**
- * A host for the call whose workers start now, when the budget has them free (see
- * {@link WorkerHost.warmUp}); none for an empty input.
- */
-function warmHost(job: Job): WorkerHost | undefined {
-  if (job.knownLength === 0) return undefined;
-  const host = ownHost(job, undefined);
-  return host.warmUp() ? host : undefined;
+  const createExecutor: ExecutorFactory =
+    job.remote !== undefined
+      ? remoteExecutor(fn, job, callerFile, job.remote)
+      : job.inThisThread && placement.kind === 'own'
+        ? inlineExecutor(fn, job, callerFile)
+        : workerExecutor(fn, job, callerFile, placement);
+  const input = takeInput(items);
+  return (streaming) => new CallRun<R>(input, job, createExecutor, streaming);
 }
 
 /**
@@ -138,36 +106,50 @@ function callSetup(fn: Callable, job: Job, callerFile: string): CallSetup {
   };
 }
 
-function workerExecutor(
-  fn: Callable,
-  job: Job,
-  callerFile: string,
-  placement: Placement,
-  warmed: WorkerHost | undefined,
-): ExecutorFactory {
+function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: Placement): ExecutorFactory {
   const setup = callSetup(fn, job, callerFile);
   const payload = encodeSetup(setup, job, encode);
-  const call = {
-    setupId: setup.id,
-    setup: payload,
-    maxMemory: job.maxMemory,
-    graceful: job.context !== undefined,
-    watchesTime: job.timeout !== undefined,
-  };
-  if (placement.kind === 'pool') {
-    const options = { ...call, setupWithStart: false, workerType: placement.workerType, ownsHost: false };
-    return (listener) => new WorkerpoolExecutor(placement.host, options, listener);
-  }
-  // Threads get the set-up before their first chunk: with their start, or on their port when
-  // they started before the analysis. Processes get it with their first chunks.
-  const setupWithStart = job.workerType === 'thread';
-  if (setupWithStart) warmed?.giveSetup(payload);
-  const options = { ...call, setupWithStart, workerType: job.workerType, ownsHost: true };
-  let unused = warmed;
-  return (listener) => {
-    const host = unused ?? ownHost(job, setupWithStart ? payload : undefined);
-    unused = undefined;
-    return new WorkerpoolExecutor(host, options, listener);
+  const known = job.knownLength;
+  // No more workers than items, when the number of items is known.
+  const workers = known === undefined ? job.n : Math.max(1, Math.min(job.n, known));
+  return (listener: ExecutorListener) => {
+    if (placement.kind === 'pool') {
+      return new WorkerpoolExecutor(
+        placement.host,
+        {
+          setupId: setup.id,
+          setup: payload,
+          setupWithStart: false,
+          workerType: placement.workerType,
+          maxMemory: job.maxMemory,
+          ownsHost: false,
+          graceful: job.context !== undefined,
+          watchesTime: job.timeout !== undefined,
+        },
+        listener,
+      );
+    }
+    const threads = job.workerType === 'thread';
+    const host = new WorkerHost({
+      workers,
+      workerType: job.workerType,
+      maxMemory: job.maxMemory,
+      threadSetup: threads ? payload : undefined,
+    });
+    return new WorkerpoolExecutor(
+      host,
+      {
+        setupId: setup.id,
+        setup: payload,
+        setupWithStart: threads,
+        workerType: job.workerType,
+        maxMemory: job.maxMemory,
+        ownsHost: true,
+        graceful: job.context !== undefined,
+        watchesTime: job.timeout !== undefined,
+      },
+      listener,
+    );
   };
 }
 

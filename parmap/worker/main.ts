@@ -4,7 +4,7 @@
  * and runs each chunk it is given. Replies travel as events (`workerEmit`), so that a result that
  * cannot be cloned is caught here, where its item is known.
  */
-import { type MessagePort, receiveMessageOnPort, threadId, workerData } from 'node:worker_threads';
+import { type MessagePort, threadId, workerData } from 'node:worker_threads';
 import workerpool from 'workerpool';
 import { cloneProblem, firstUncloneable, reportThrown } from '../errors.js';
 import {
@@ -13,6 +13,7 @@ import {
   type ChunkReply,
   type ChunkRequest,
   CLAIMED,
+  DO_NOTHING,
   type ItemFailure,
   MARK_CLAIM,
   MARK_STARTED,
@@ -20,16 +21,14 @@ import {
   newChunkMarks,
   type PortChunk,
   type PortReply,
-  type PortSetup,
   RUN_CHUNK,
   type SetupFailure,
   type ThreadOutput,
   type ThreadStart,
   UNCLAIMED,
-  WARM_UP,
   type WorkerEvent,
 } from '../protocol.js';
-import { decode, encodeList, type Payload } from '../transfer.js';
+import { decode, encodeList } from '../transfer.js';
 import { type ItemThrew, runItems } from './chunk.js';
 import { type PreparedCall, prepareCall, releaseContexts } from './prepare.js';
 import { type ProgressFile, progressFile } from './progress-file.js';
@@ -90,11 +89,10 @@ async function runOne(request: ChunkRequest, send: Send): Promise<void> {
   // Claimed before it starts: a chunk the main side took back while it waited (it waited behind a
   // slow one) or no longer wants is skipped, unanswered; the main side has moved on.
   else if (Atomics.compareExchange(progress, MARK_CLAIM, UNCLAIMED, CLAIMED) === CANCELLED) return;
-  let call = prepared(request.setupId, request.setup === undefined ? undefined : (decode(request.setup) as CallSetup));
-  if (call === undefined && chunkPort !== undefined) {
-    takeWaitingMessages(chunkPort);
-    call = prepared(request.setupId, undefined);
-  }
+  const call = prepared(
+    request.setupId,
+    request.setup === undefined ? undefined : (decode(request.setup) as CallSetup),
+  );
   if (call === undefined) {
     send({ kind: 'reply', reply: { kind: 'notSetUp' } });
     return;
@@ -178,12 +176,10 @@ if (start !== null && typeof start === 'object') {
   if (start.parmapOutput !== undefined) sendOutput(start.parmapOutput);
   if (start.parmapChunks !== undefined) takeChunks(start.parmapChunks);
   // A thread made for one call gets its set-up with its start, and prepares it before any chunk.
-  if (start.parmapSetup !== undefined) setUp(start.parmapSetup);
-}
-
-function setUp(payload: Payload): void {
-  const setup = decode(payload) as CallSetup;
-  prepared(setup.id, setup);
+  if (start.parmapSetup !== undefined) {
+    const setup = decode(start.parmapSetup) as CallSetup;
+    prepared(setup.id, setup);
+  }
 }
 
 /**
@@ -214,21 +210,9 @@ function portReply(port: MessagePort, key: number): Send {
  */
 function takeChunks(port: MessagePort): void {
   chunkPort = port;
-  port.on('message', (message: PortChunk | PortSetup) => onPortMessage(port, message));
+  port.on('message', ([key, request]: PortChunk) => void inTurn(request, portReply(port, key)));
   // The port must not keep an idle thread alive: workerpool decides when threads end.
   port.unref();
-}
-
-function onPortMessage(port: MessagePort, message: PortChunk | PortSetup): void {
-  if (message[0] === 'setup') setUp(message[1]);
-  else void inTurn(message[1], portReply(port, message[0]));
-}
-
-/** Takes in, in order, what waits on the port now: a set-up posted there before a chunk that needs it. */
-function takeWaitingMessages(port: MessagePort): void {
-  for (let waiting = receiveMessageOnPort(port); waiting !== undefined; waiting = receiveMessageOnPort(port)) {
-    onPortMessage(port, waiting.message as PortChunk | PortSetup);
-  }
 }
 
 if (inProcess) watchParent();
@@ -270,4 +254,4 @@ async function flushOutput(limitMs: number): Promise<void> {
   clearTimeout(timer);
 }
 
-workerpool.worker({ [RUN_CHUNK]: runChunk, [WARM_UP]: () => undefined }, { onTerminate: stop });
+workerpool.worker({ [RUN_CHUNK]: runChunk, [DO_NOTHING]: () => undefined }, { onTerminate: stop });
