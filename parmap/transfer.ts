@@ -16,6 +16,42 @@
 import { types } from 'node:util';
 import { DefaultDeserializer, DefaultSerializer } from 'node:v8';
 
+/**
+ * The engine's own accessors of binary data. A subclass may override `buffer`, `byteOffset` or
+ * `byteLength` with getters that throw or lie; the bytes sent are the view's real ones, whatever
+ * they say, as `postMessage` itself would send them.
+ */
+const realGetter = (prototype: object, name: string): ((this: unknown) => unknown) =>
+  Object.getOwnPropertyDescriptor(prototype, name)?.get as (this: unknown) => unknown;
+const TYPED_ARRAY = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const viewGetters = (prototype: object) => ({
+  buffer: realGetter(prototype, 'buffer') as (this: unknown) => ArrayBufferLike,
+  byteOffset: realGetter(prototype, 'byteOffset') as (this: unknown) => number,
+  byteLength: realGetter(prototype, 'byteLength') as (this: unknown) => number,
+});
+const typedArrayGetters = viewGetters(TYPED_ARRAY);
+const dataViewGetters = viewGetters(DataView.prototype);
+const arrayBufferBytes = realGetter(ArrayBuffer.prototype, 'byteLength') as (this: unknown) => number;
+const sharedBufferBytes = realGetter(SharedArrayBuffer.prototype, 'byteLength') as (this: unknown) => number;
+
+/** A view's memory as the engine knows it (see `realGetter`). */
+export function viewMemory(view: ArrayBufferView): { buffer: ArrayBufferLike; byteOffset: number; byteLength: number } {
+  const getters = types.isDataView(view) ? dataViewGetters : typedArrayGetters;
+  return {
+    buffer: getters.buffer.call(view),
+    byteOffset: getters.byteOffset.call(view),
+    byteLength: getters.byteLength.call(view),
+  };
+}
+
+/** The bytes of binary data (a view, an ArrayBuffer, a SharedArrayBuffer), or `undefined` for anything else. */
+export function binaryBytes(value: object): number | undefined {
+  if (ArrayBuffer.isView(value)) return viewMemory(value).byteLength;
+  if (types.isArrayBuffer(value)) return arrayBufferBytes.call(value);
+  if (types.isSharedArrayBuffer(value)) return sharedBufferBytes.call(value);
+  return undefined;
+}
+
 /** A value made into bytes here. */
 export interface EncodedPayload {
   readonly bytes: Uint8Array;
@@ -232,18 +268,19 @@ class ViewSerializer extends DefaultSerializer {
   _writeHostObject(object: object): void {
     const view = object as ArrayBufferView;
     this.writeUint32(viewTypeIndex(view));
-    if (view.buffer instanceof SharedArrayBuffer) {
-      let index = this.shared.indexOf(view.buffer);
-      if (index < 0) index = this.shared.push(view.buffer) - 1;
+    const { buffer, byteOffset, byteLength } = viewMemory(view);
+    if (types.isSharedArrayBuffer(buffer)) {
+      let index = this.shared.indexOf(buffer);
+      if (index < 0) index = this.shared.push(buffer) - 1;
       this.writeUint32(SHARED_MEMORY);
       this.writeUint32(index);
-      this.writeDouble(view.byteOffset);
-      this.writeDouble(view.byteLength);
+      this.writeDouble(byteOffset);
+      this.writeDouble(byteLength);
       return;
     }
     this.writeUint32(OWN_BYTES);
-    this.writeUint32(view.byteLength);
-    this.writeRawBytes(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+    this.writeUint32(byteLength);
+    this.writeRawBytes(new Uint8Array(buffer, byteOffset, byteLength));
   }
 
   _getSharedArrayBufferId(): number {

@@ -137,6 +137,51 @@ describe('values come back as Array.map gives them', () => {
   }
 });
 
+describe('binary items whose own getters throw or lie cross by their real bytes', () => {
+  // A subclass may override byteLength, byteOffset or buffer; Array.map never reads them, and
+  // neither may parmap's weighing or encoding of the item, from any kind of input.
+  class ThrowingLength extends Uint8Array {
+    override get byteLength(): number {
+      throw new Error('byteLength is not to be read');
+    }
+  }
+  class NotANumberLength extends Uint8Array {
+    override get byteLength(): number {
+      return Number.NaN;
+    }
+  }
+  class LyingView extends Uint8Array {
+    override get byteOffset(): number {
+      return 1;
+    }
+    override get buffer(): ArrayBuffer {
+      return new ArrayBuffer(1);
+    }
+  }
+  const bytesOf = (x: unknown) => (typeof x === 'number' ? x : Array.from(x as Uint8Array).join(','));
+  const items = () => [1, new ThrowingLength([5, 6]), new NotANumberLength([7, 8, 9]), new LyingView([10, 11]), 2];
+  const inputs = {
+    array: () => items(),
+    generator: function* () {
+      yield* items();
+    },
+    'async generator': async function* () {
+      yield* items();
+    },
+  };
+  for (const workerType of ['thread', 'process'] as const) {
+    for (const [kind, input] of Object.entries(inputs)) {
+      it(`${kind} input (${workerType})`, async () => {
+        const results = await parmap(bytesOf, input() as Iterable<unknown> | AsyncIterable<unknown>, {
+          n: 2,
+          workerType,
+        });
+        assert.deepEqual(results, items().map(bytesOf));
+      });
+    }
+  }
+});
+
 describe('a result whose then cannot be read is a result, not a failure of fn', () => {
   // Array.map hands such a value back as it is; only a value to await is awaited.
   const revokedAt1 = (x: number) => {

@@ -20,6 +20,8 @@
  * Until the first chunk has been measured, chunks hold a single item.
  */
 
+import { binaryBytes } from '../transfer.js';
+
 /** The least work worth one message. */
 export const MIN_CHUNK_MS = 10;
 /** The most work in one chunk, so results and progress keep coming. */
@@ -34,13 +36,12 @@ export const GUIDED_SHARES_PER_WORKER = 2;
 /**
  * A quick lower bound of the bytes `value` takes to send, for what can be large at no cost to
  * tell: a string (its length), binary data (its byte length). Anything else counts 0 here; its
- * bytes are known once its chunk has been encoded.
+ * bytes are known once its chunk has been encoded. It runs no code of the item's.
  */
 export function roughBytes(value: unknown): number {
   if (typeof value === 'string') return value.length;
   if (typeof value !== 'object' || value === null) return 0;
-  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value.byteLength;
-  return 0;
+  return binaryBytes(value) ?? 0;
 }
 
 /** The bytes one chunk may carry when `chunks` chunks may be on their way at once. */
