@@ -6,6 +6,7 @@ export {
   ParmapGroupError,
   ParmapRemoteError,
   ParmapScopeError,
+  ParmapSetupError,
   ParmapTaskError,
   ParmapTimeoutError,
   ParmapWorkerError,

@@ -81,6 +81,21 @@ function scopeAdvice(names: readonly string[], them: string): string {
   );
 }
 
+/**
+ * The call could not be prepared, so no item ran: the module of fn or of the context could not be
+ * imported (a missing file inside it, a syntax error, top-level code that threw) or has no
+ * function by the export's name, the context function threw, or evaluating fn's code or its
+ * scope threw. `cause` is what was thrown, rebuilt as for {@link ParmapTaskError}, when something
+ * was (a missing export throws nothing). On workers of this machine and with `n: 1`; with
+ * `backend`, the remote workers' failure is a `ParmapRemoteError`.
+ */
+export class ParmapSetupError extends ParmapError {
+  constructor(message: string, options?: ParmapErrorOptions) {
+    super(message, options);
+    this.name = 'ParmapSetupError';
+  }
+}
+
 /** An item could not be sent to a worker, or a result could not be sent back. */
 export class ParmapCloneError extends ParmapError {
   /** The item's position in the input, counting from 0. */

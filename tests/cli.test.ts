@@ -453,6 +453,20 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
     assert.deepEqual(lines(outcome.stdout), ['<a>', '<>', '<b>', '<>', '<last>']);
   });
 
+  it('ends a line at \\n or \\r\\n only: a lone \\r stays in its line, and later lines keep their numbers', async () => {
+    const outcome = await cli(
+      ['-n', '2', 'w => { if (w === "boom") throw new Error("boom"); return JSON.stringify(w) }'],
+      'progress 10%\rprogress 20%\nb\r\nboom\nlast\r',
+    );
+    assertClean(outcome, 1);
+    assert.deepEqual(lines(outcome.stdout), ['"progress 10%\\rprogress 20%"', '"b"']);
+    assert.equal(outcome.stderr, 'parmap: line 3: Error: boom\n');
+    const json = await cli(['-n', '2', '--json', 'o => o.a'], '{"a":"x\\ry"}\r\n{"a":2}\r{"a":3}\n');
+    assertClean(json, 1);
+    assert.deepEqual(lines(json.stdout), ['"x\\ry"']);
+    assert.match(json.stderr, /^parmap: line 2: SyntaxError: not JSON: /);
+  });
+
   it('writes a result that is not a string as JSON, and undefined as null', async () => {
     const outcome = await cli(
       ['-n', '2', 'w => w === "n" ? w.length : w === "o" ? { w, list: [1, "2"] } : undefined'],
@@ -488,13 +502,24 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
     assert.deepEqual(lines(byDefault.stdout), ['A!', 'BBB!']);
   });
 
-  it('--module with no such file is a usage error; with no such export, a failure naming the exports', async () => {
-    const missingFile = await cli(['-n', '2', '--module', './nowhere.mjs:score'], 'a\n');
-    assertClean(missingFile, 2);
-    assert.match(missingFile.stderr, /^parmap: --module '\.\/nowhere\.mjs': there is no file at .*nowhere\.mjs\n/);
-    const missingExport = await cli(['-n', '2', '--module', './score.mjs:nope'], 'a\n');
-    assertClean(missingExport, 1);
-    assert.match(missingExport.stderr, /has no function exported as `nope`.*its exported functions: default, score/);
+  it('--module with no such file or no such export is a usage error naming the exports, with -n 1 and workers', async () => {
+    for (const workers of ['1', '2']) {
+      const missingFile = await cli(['-n', workers, '--module', './nowhere.mjs:score'], 'a\n');
+      assertClean(missingFile, 2);
+      assert.match(
+        missingFile.stderr,
+        /^parmap: --module '\.\/nowhere\.mjs:score': there is no file at .*nowhere\.mjs\n/,
+      );
+      const missingExport = await cli(['-n', workers, '--module', './score.mjs:nope'], 'a\n');
+      assertClean(missingExport, 2);
+      assert.equal(missingExport.stdout, '');
+      assert.match(
+        missingExport.stderr,
+        workers === '1'
+          ? /^parmap: --module '\.\/score\.mjs:nope': the module has no export named 'nope' \(its functions: default, score\)/
+          : /^parmap: --module '\.\/score\.mjs:nope': .*no function exported as `nope`.*its exported functions: default, score\n/,
+      );
+    }
   });
 
   it('resolves require() inside the function from the working directory', async () => {
@@ -637,8 +662,37 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
     assertClean(big);
     assert.deepEqual(lines(big.stdout), [
       '1',
-      '{"error":{"line":2,"name":"TypeError","message":"the result cannot be written as JSON (Do not know how to serialize a BigInt)"}}',
+      '{"error":{"line":2,"name":"TypeError","message":"the result cannot be written as JSON (it holds a BigInt): return it as a string (String(n)) or as a number (Number(n))"}}',
     ]);
+  });
+
+  it('a result JSON cannot hold is told in one line that names its line and says what to return', async () => {
+    for (const workers of ['1', '2']) {
+      const big = await cli(['-n', workers, 'x => x === "2" ? 2n ** 70n : x'], '1\n2\n3\n');
+      assertClean(big, 1);
+      assert.deepEqual(lines(big.stdout), ['1']);
+      assert.equal(
+        big.stderr,
+        'parmap: line 2: TypeError: the result cannot be written as JSON (it holds a BigInt): return it as a string (String(n)) or as a number (Number(n))\n',
+      );
+      const circular = await cli(
+        [
+          '-n',
+          workers,
+          '--json',
+          '--on-error=skip',
+          'o => { if (o !== 2) return o; const a = { o }; a.a = a; return a }',
+        ],
+        '1\n2\n3\n',
+      );
+      assertClean(circular);
+      assert.deepEqual(lines(circular.stdout), ['1', '3']);
+      assert.equal(
+        circular.stderr,
+        'parmap: line 2 skipped: TypeError: the result cannot be written as JSON (it refers to itself): return plain data without cycles\n' +
+          'parmap: 1 line failed and was skipped\n',
+      );
+    }
   });
 
   it('usage mistakes exit with code 2 and a message, before reading any input', async () => {
@@ -838,8 +892,39 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
     const fn = 'x => { if (x === "2") setTimeout(() => { throw new TypeError("late") }); return x }';
     const outcome = await cli(['-n', '1', fn], '1\n2\n3\n');
     assertClean(outcome, 1);
-    assert.match(outcome.stderr, /^parmap: an error nobody handled: TypeError: late\. A timer or promise/);
+    assert.match(
+      outcome.stderr,
+      /^parmap: after line [23]: an error nobody handled: TypeError: late\. A timer or promise/,
+    );
     assert.equal(lines(outcome.stderr).length, 1);
+  });
+
+  it('-n 1: an error a line leaves for later names the last line done, and says --on-error does not apply', async () => {
+    const cases: readonly (readonly [string, string])[] = [
+      ['return', 'x => { if (x === "2") setTimeout(() => { throw new TypeError("late") }); return x }'],
+      ['skip', 'x => { if (x === "2") Promise.reject(new TypeError("late")); return x }'],
+    ];
+    for (const [mode, fn] of cases) {
+      // stdin stays open: the error comes while the run waits for line 3, line 2 being the last done.
+      const { child, outcome } = start(['-n', '1', `--on-error=${mode}`, fn], { cwd: dir, stdin: 'pipe' });
+      child.stdin?.write('1\n2\n');
+      const ended = await outcome;
+      child.stdin?.destroy();
+      assertClean(ended, 1);
+      assert.deepEqual(lines(ended.stdout), ['1', '2']);
+      assert.equal(
+        ended.stderr,
+        "parmap: after line 2: an error nobody handled: TypeError: late. A timer or promise the function started failed after its line returned, so the error belongs to no line's result and --on-error does not apply: await it inside the function, or catch its errors.\n",
+      );
+    }
+  });
+
+  it('-n 1: a timer the function leaves running does not hold the command once every result is written', async () => {
+    // The interval would keep a process alive for a minute, twice the time this run is given.
+    const outcome = await cli(['-n', '1', 'x => { setInterval(() => {}, 60_000); return x }'], '1\n2\n', LIMIT_MS);
+    assertClean(outcome);
+    assert.deepEqual(lines(outcome.stdout), ['1', '2']);
+    assert.equal(outcome.stderr, '');
   });
 
   it('a worker that dies while idle is told by the lines it had run, never by item indices', async () => {
@@ -868,13 +953,103 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
     }
   });
 
-  it('--module whose import fails says why, for workers and in this thread alike', async () => {
+  it('--module that cannot be loaded is a usage error naming it, with -n 1 before any input, with workers once they try', async () => {
     writeFileSync(join(dir, 'broken.mjs'), 'export default (x) => x;\nthrow new Error("no database here");\n');
+    writeFileSync(join(dir, 'unparsable.mjs'), 'export default (x) => x;\nexport const y = ;\n');
+    writeFileSync(join(dir, 'unparsable.cjs'), 'module.exports = (x) => x;\nconst y = ;\n');
+    writeFileSync(join(dir, 'needs-missing.mjs'), 'import "./not-here.mjs";\nexport default (x) => x;\n');
+    const cases: readonly (readonly [string, RegExp])[] = [
+      ['./absent.mjs', /^parmap: --module '\.\/absent\.mjs': there is no file at .+absent\.mjs$/],
+      [
+        './unparsable.mjs',
+        /^parmap: --module '\.\/unparsable\.mjs' cannot be loaded: SyntaxError: Unexpected token ';' \(at unparsable\.mjs:2:18\)$/,
+      ],
+      [
+        './unparsable.cjs',
+        /^parmap: --module '\.\/unparsable\.cjs' cannot be loaded: SyntaxError: Unexpected token ';' \(at unparsable\.cjs:2\)$/,
+      ],
+      [
+        './broken.mjs',
+        /^parmap: --module '\.\/broken\.mjs' cannot be loaded: Error: no database here \(at broken\.mjs:2\)$/,
+      ],
+      [
+        './needs-missing.mjs',
+        /^parmap: --module '\.\/needs-missing\.mjs' cannot be loaded: Error: Cannot find module '.+not-here\.mjs' imported from .+needs-missing\.mjs$/,
+      ],
+    ];
     for (const workers of ['1', '2']) {
-      const outcome = await cli(['-n', workers, '--module', './broken.mjs'], 'a\n');
+      for (const [module, message] of cases) {
+        const outcome = await cli(['-n', workers, '--module', module], 'a\nb\n');
+        assertClean(outcome, 2);
+        assert.equal(outcome.stdout, '');
+        const [first, ...rest] = lines(outcome.stderr);
+        assert.match(first ?? '', message);
+        assert.deepEqual(rest, ['Run parmap --help for the options and examples.']);
+        // No input at all: with -n 1 the module is imported all the same, as function text is
+        // compiled; workers import nothing, so only the file is checked.
+        const empty = await cli(['-n', workers, '--module', module], '');
+        if (workers === '1' || module === './absent.mjs') {
+          assertClean(empty, 2);
+          assert.match(lines(empty.stderr)[0] ?? '', message);
+        } else {
+          assertClean(empty);
+          assert.equal(empty.stderr, '');
+        }
+        assert.equal(empty.stdout, '');
+      }
+    }
+  });
+
+  it("with workers, a --module's top-level code runs only in the workers, never in the command's thread", async () => {
+    // The module notes where its top-level code runs: `true 0` for a main thread.
+    const module = (name: string, rest: string) =>
+      writeFileSync(
+        join(dir, name),
+        'import { appendFileSync } from "node:fs";\n' +
+          'import { isMainThread, threadId } from "node:worker_threads";\n' +
+          `appendFileSync(new URL("./${name}.marks", import.meta.url), \`\${isMainThread} \${threadId}\\n\`);\n` +
+          rest,
+      );
+    const marks = (name: string) => lines(readFileSync(join(dir, `${name}.marks`), 'utf8'));
+    module('noted.mjs', 'export default (line) => line.toUpperCase();\n');
+    module('noted-broken.mjs', 'export default (line) => line;\nthrow new Error("no model here");\n');
+    module('noted-other.mjs', 'export const other = (line) => line;\n');
+
+    const ran = await cli(['-n', '2', '--module', './noted.mjs'], 'a\nb\nc\n');
+    assertClean(ran);
+    assert.deepEqual(lines(ran.stdout), ['A', 'B', 'C']);
+    const workers = marks('noted.mjs');
+    assert.ok(workers.length >= 1, 'no worker imported the module');
+    for (const mark of workers) assert.match(mark, /^false [1-9]\d*$/);
+
+    const broken = await cli(['-n', '2', '--module', './noted-broken.mjs'], 'a\nb\n');
+    assertClean(broken, 2);
+    assert.match(broken.stderr, /^parmap: --module '\.\/noted-broken\.mjs' cannot be loaded: Error: no model here/);
+    const brokenMarks = marks('noted-broken.mjs');
+    assert.ok(brokenMarks.length >= 1, 'no worker imported the module');
+    for (const mark of brokenMarks) assert.match(mark, /^false [1-9]\d*$/);
+
+    const unnamed = await cli(['-n', '2', '--module', './noted-other.mjs:missing'], 'a\n');
+    assertClean(unnamed, 2);
+    assert.match(unnamed.stderr, /^parmap: --module '\.\/noted-other\.mjs:missing': .*`missing`.*: other\n/);
+    for (const mark of marks('noted-other.mjs')) assert.match(mark, /^false [1-9]\d*$/);
+
+    // With -n 1 the run's own import is the only one, in the command's thread.
+    rmSync(join(dir, 'noted.mjs.marks'));
+    const inThread = await cli(['-n', '1', '--module', './noted.mjs'], 'a\nb\n');
+    assertClean(inThread);
+    assert.deepEqual(lines(inThread.stdout), ['A', 'B']);
+    assert.deepEqual(marks('noted.mjs'), ['true 0']);
+  });
+
+  it('--module that loads but fails on a line is a failed line, with exit code 1', async () => {
+    writeFileSync(join(dir, 'picky.mjs'), 'export function parse(line) {\n  return JSON.parse(line).id;\n}\n');
+    for (const workers of ['1', '2']) {
+      const outcome = await cli(['-n', workers, '--module', './picky.mjs:parse'], '{"id":1}\nnot json\n');
       assertClean(outcome, 1);
-      assert.match(outcome.stderr, /^parmap: .*broken\.mjs" of fn could not be imported: Error: no database here\n/);
-      assert.doesNotMatch(outcome.stderr, /stage/);
+      assert.deepEqual(lines(outcome.stdout), ['1']);
+      assert.match(outcome.stderr, /^parmap: line 2: SyntaxError: Unexpected token/);
+      assert.equal(lines(outcome.stderr).length, 1);
     }
   });
 });

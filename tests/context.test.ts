@@ -231,7 +231,7 @@ describe('context: the value and how fn receives it', () => {
         console.log(JSON.stringify(out));
       `);
       for (const error of lastJson<{ name: string; message: string; cause: string }[]>(outcome)) {
-        assert.equal(error.name, 'ParmapError');
+        assert.equal(error.name, 'ParmapSetupError');
         assert.match(error.message, /context function threw/);
         assert.equal(error.cause, 'no database');
       }

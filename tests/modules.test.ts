@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { type ParmapOptions, parmap } from '../dist/index.js';
+import { type ParmapError, type ParmapOptions, ParmapSetupError, parmap } from '../dist/index.js';
 import { entry, lastJson, runNode } from './fixtures/integration-child.js';
 
 const hasherUrl = new URL('./fixtures/hasher.mjs', import.meta.url);
@@ -46,7 +46,7 @@ describe('functions from modules', () => {
       try {
         const marks = join(dir, 'ran');
         await assert.rejects(parmap({ module: hasherPath, export: 'hash' }, words, options), {
-          name: 'ParmapError',
+          name: 'ParmapSetupError',
           message: /no function exported as `hash` \(for fn\); its exported functions: default, hashTwice, makeHasher$/,
         });
         // The same for a context from a module: fn, which would leave a mark, never runs.
@@ -79,6 +79,47 @@ describe('functions from modules', () => {
       assert.ok(results.every(([, calls]) => typeof calls === 'number' && calls >= 1));
     });
   }
+
+  it('a failed set-up is a ParmapSetupError, what was thrown as its cause', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'parmap-modules-'));
+    try {
+      const broken = join(dir, 'broken.mjs');
+      writeFileSync(
+        broken,
+        'export default (x) => x;\nthrow Object.assign(new Error("no model here"), { code: "E_MODEL" });\n',
+      );
+      const failure = (call: Promise<unknown>) =>
+        call.then(
+          () => assert.fail('the call did not fail'),
+          (error: unknown) => error,
+        );
+      for (const [name, options] of modes) {
+        const importFailed = await failure(parmap({ module: broken }, words, options));
+        const missingExport = await failure(parmap({ module: hasherPath, export: 'hash' }, words, options));
+        const contextThrew = await failure(
+          parmap((x: string) => x, words, {
+            ...options,
+            context: () => {
+              throw new Error('no database');
+            },
+          }),
+        );
+        for (const error of [importFailed, missingExport, contextThrew]) {
+          assert.ok(error instanceof ParmapSetupError, `${name}: ${String(error)}`);
+          assert.equal(error.name, 'ParmapSetupError', name);
+        }
+        const cause = (importFailed as ParmapError).cause as Error & { code?: unknown };
+        assert.ok(cause instanceof Error, name);
+        assert.equal(cause.message, 'no model here');
+        assert.equal(cause.code, 'E_MODEL');
+        assert.equal((contextThrew as ParmapError).cause instanceof Error, true, name);
+        // A missing export throws nothing in the worker: the message names the export instead.
+        if (options.n !== 1) assert.equal((missingExport as ParmapError).cause, undefined, name);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('a missing file fails at the call, synchronously, with a TypeError naming the path', () => {
     const missing = join(tmpdir(), 'parmap-no-such-dir', 'missing.mjs');

@@ -47,9 +47,25 @@ export function failureOf(error: ParmapError): Failure {
   return { name: error.name, message: withoutPrefix(error.message) };
 }
 
-/** A result that JSON cannot hold (a BigInt, a circular object), as the failure of its line. */
+/**
+ * A result that JSON cannot hold (a BigInt, a circular object), as the failure of its line: one
+ * line that says what to return instead, as a result that cannot be sent back from a worker is
+ * told. V8's own words do not do: the circular one takes three lines to draw the circle.
+ */
 export function unwritableResult(error: unknown): Failure {
-  return { name: 'TypeError', message: `the result cannot be written as JSON (${describeError(error)})` };
+  const message = describeError(error);
+  const [why, remedy] = /BigInt/.test(message)
+    ? ['it holds a BigInt', 'return it as a string (String(n)) or as a number (Number(n))']
+    : /circular/i.test(message)
+      ? ['it refers to itself', 'return plain data without cycles']
+      : [firstLine(message), 'return plain data'];
+  return { name: 'TypeError', message: `the result cannot be written as JSON (${why}): ${remedy}` };
+}
+
+/** The first line of a message, marked as cut when there was more: stderr gets one line per failure. */
+function firstLine(message: string): string {
+  const [first = ''] = message.split(/\r\n|[\n\r\u2028\u2029]/, 1);
+  return first.length < message.length ? `${first.trimEnd()} ...` : first;
 }
 
 /** A `--json` line that is not JSON, as the failure of its line. */

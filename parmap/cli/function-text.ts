@@ -56,31 +56,46 @@ export function functionFromText(text: string): (...args: never[]) => unknown {
  * `then` of its own would be called in its place.
  */
 export async function functionFromTextSettled(text: string): Promise<{ readonly fn: (...args: never[]) => unknown }> {
-  const failures: unknown[] = [];
+  const { value, late } = await settledEvaluation(async () => ({ fn: functionFromText(text) }));
+  if (late.length > 0) throw evaluationFailed(text, late[0]);
+  return value;
+}
+
+/**
+ * Runs `evaluate` (the function text, a `--module` import), then waits one turn of the event loop
+ * more, and gives what it made with the errors it left to fail later (a promise rejected and not
+ * awaited, a throwing timer of 0 ms), which belong to the function's source, not to any line.
+ * Until then `main.ts` leaves such errors to this (see {@link loadingTheFunction}). What
+ * `evaluate` throws is thrown. What it gives is awaited, so a function comes wrapped in an object:
+ * awaited as it is, a `then` of its own would be called.
+ */
+export async function settledEvaluation<T extends object>(
+  evaluate: () => Promise<T>,
+): Promise<{ readonly value: T; readonly late: readonly unknown[] }> {
+  const late: unknown[] = [];
   const collect = (reason: unknown): void => {
-    failures.push(reason);
+    late.push(reason);
   };
   process.on('unhandledRejection', collect);
   process.on('uncaughtException', collect);
-  evaluating += 1;
+  loading += 1;
   try {
-    const fn = functionFromText(text);
+    const value = await evaluate();
     // Node reports the promises left rejected once the current callback's microtasks are done.
     await new Promise((resolve) => setImmediate(resolve));
-    if (failures.length > 0) throw evaluationFailed(text, failures[0]);
-    return { fn };
+    return { value, late };
   } finally {
-    evaluating -= 1;
+    loading -= 1;
     process.off('unhandledRejection', collect);
     process.off('uncaughtException', collect);
   }
 }
 
-let evaluating = 0;
+let loading = 0;
 
-/** Whether an error now is the function text's, which {@link functionFromTextSettled} reports. */
-export function evaluatingFunctionText(): boolean {
-  return evaluating > 0;
+/** Whether an error now is the function source's, which {@link settledEvaluation} reports. */
+export function loadingTheFunction(): boolean {
+  return loading > 0;
 }
 
 function evaluationFailed(text: string, error: unknown): UsageError {

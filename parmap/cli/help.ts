@@ -19,12 +19,18 @@ The function
   <function>                JavaScript source of a function, quoted as one argument, as in
                             'line => line.length'. It is called with each line (a string,
                             without its line ending), or with each line's JSON value with --json.
+                            A line ends at \\n (a \\r just before it goes too, for CRLF files);
+                            a lone \\r is part of the line.
                             It may be async. It runs on other threads, rebuilt from its text:
                             values from around it go in --scope; require() and import() work
                             inside it and resolve from the current directory.
   --module <path[:export]>  take the function from a module instead: a file path relative to
                             the current directory, then the export's name after a colon
                             (default: the default export). For code that imports other code.
+                            Only the workers import it; with -n 1, parmap's own thread does,
+                            before it reads any input. One that cannot be loaded or lacks the
+                            export is bad usage (exit code 2), found by workers with the first
+                            lines: an empty input imports nothing.
   --scope <name=json>       a value the function uses by name, given as JSON; repeat it for
                             more: --scope factor=3 --scope 'names=["a","b"]'
                             --scope 'prefix="id-"' (a string keeps its JSON quotes)
@@ -64,6 +70,9 @@ Failures
       skip                  write nothing for the line, report it on stderr as
                             "parmap: line N skipped: TypeError: ..." and go on; the exit code is 0
   Lines are numbered from 1, as the input has them (with --json, blank lines count too).
+  With -n 1, an error the function leaves for later (a promise it did not await, a timer that
+  throws) belongs to no line's result: whatever --on-error says, it stops the run with exit code
+  1, told as "parmap: after line N: ...", N being the last line done, which may not be its cause.
 
 Other
   -h, --help                show this help
@@ -74,9 +83,11 @@ Other
 
 Exit codes
   0 done; 1 a line failed (or the output could not be written); 2 bad usage (an unknown option, a
-  missing function, a function that does not parse, a --scope value that is not JSON);
+  missing function, a function that does not parse, a --module that cannot be loaded or has no
+  such function, a --scope value that is not JSON);
   130 interrupted with Ctrl-C (SIGINT); 143 stopped with SIGTERM. Ctrl-C stops the workers at
-  once. A reader that stops early (| head) ends the run quietly, with code 0.
+  once. A reader that stops early (| head) ends the run quietly, with code 0. Once every result
+  is written, parmap exits: a timer the function left running does not keep it waiting.
 
 Examples
   cat words.txt | parmap 'w => w.toUpperCase()'

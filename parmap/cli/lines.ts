@@ -1,9 +1,9 @@
 /**
- * Lines in and lines out: stdin read lazily with readline, results written with stdout's
+ * Lines in and lines out: stdin read lazily, split into lines, results written with stdout's
  * backpressure respected, and the bookkeeping that turns an item's index back into its line number.
  */
-import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 
 /** The lines of a stream, without their line endings (`\n` or `\r\n`), read as they are asked for. */
 export interface LineReader {
@@ -12,15 +12,142 @@ export interface LineReader {
   close(): void;
 }
 
+/** A line longer than the longest string V8 can make: said in words, not as `Invalid string length`. */
+export class LineTooLongError extends Error {
+  constructor() {
+    super('a line of the input is longer than the longest string Node can hold (512 MiB)');
+    this.name = 'LineTooLongError';
+  }
+}
+
 /**
- * Reads `input` line by line. The iterator is taken here, synchronously: a readline interface emits
- * lines from the moment it exists, and lines emitted before its iterator is taken are lost. Its
- * iterator pauses the stream while lines wait unread, so read-ahead stays bounded.
+ * Reads `input` line by line, reading more of it only when a line is asked for, so read-ahead
+ * stays bounded. A line ends at `\n`, and a `\r` just before it belongs to the line ending (CRLF
+ * files). A lone `\r` is part of the line, as `wc -l`, `sed` and `grep` take it: Node's readline
+ * would end a line there too, which cuts a line that holds a bare carriage return (a progress bar
+ * captured from a terminal, an old Mac file, binary junk) in two and numbers every later line
+ * wrongly. The last line needs no line ending.
  */
 export function readLines(input: Readable): LineReader {
-  const reader = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY, terminal: false });
-  const lines = reader[Symbol.asyncIterator]();
-  return { lines, close: () => reader.close() };
+  const reader = new StreamLines(input);
+  return { lines: reader, close: () => reader.close() };
+}
+
+/**
+ * The lines of a stream as an async iterator, written out rather than as an async generator: the
+ * lines of a chunk are handed out from an array, each in a promise already settled, which keeps the
+ * command as fast as it was with readline (a generator made 2 million short lines a fifth slower).
+ */
+class StreamLines implements AsyncIterableIterator<string> {
+  private readonly decoder = new StringDecoder('utf8');
+  /** Whole lines read, handed out from `given` on. */
+  private ready: string[] = [];
+  private given = 0;
+  /** Text read after the last line ending: the start of the next line, in pieces. */
+  private pending: string[] = [];
+  private done = false;
+  private failure: { readonly error: unknown } | undefined;
+  /** Ends the wait for more input: the stream has some, ended, failed or closed, or we stopped. */
+  private wake: (() => void) | undefined;
+  private readonly woken = (): void => {
+    const resolve = this.wake;
+    this.wake = undefined;
+    resolve?.();
+  };
+  private readonly failed = (error: unknown): void => {
+    this.failure ??= { error };
+    this.woken();
+  };
+
+  constructor(private readonly input: Readable) {
+    input.on('readable', this.woken);
+    input.on('end', this.woken);
+    input.on('close', this.woken);
+    input.on('error', this.failed);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<string>> {
+    const line = this.ready[this.given];
+    if (line !== undefined) {
+      this.given += 1;
+      return Promise.resolve({ value: line, done: false });
+    }
+    return this.read();
+  }
+
+  return(): Promise<IteratorResult<string>> {
+    this.close();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  /** Stops reading, and ends a wait for more: the stream is left to its owner. */
+  close(): void {
+    if (this.done) return;
+    this.done = true;
+    this.ready = [];
+    this.input.off('readable', this.woken);
+    this.input.off('end', this.woken);
+    this.input.off('close', this.woken);
+    this.input.off('error', this.failed);
+    this.woken();
+  }
+
+  /** Reads until there is a line to give, or the input is over. */
+  private async read(): Promise<IteratorResult<string>> {
+    this.ready = [];
+    this.given = 0;
+    while (!this.done) {
+      const chunk: unknown = this.input.read();
+      if (chunk !== null) {
+        this.split(typeof chunk === 'string' ? chunk : this.decoder.write(chunk as Buffer));
+        const line = this.ready[0];
+        if (line === undefined) continue;
+        this.given = 1;
+        return { value: line, done: false };
+      }
+      if (this.failure !== undefined) {
+        this.close();
+        throw this.failure.error;
+      }
+      if (this.input.readableEnded || this.input.destroyed) {
+        const last = this.lineEndingWith(this.decoder.end());
+        this.close();
+        return last === '' ? { value: undefined, done: true } : { value: last, done: false };
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
+    return { value: undefined, done: true };
+  }
+
+  /** Adds the lines `text` ends to {@link ready}, and keeps what follows the last line ending. */
+  private split(text: string): void {
+    let start = 0;
+    for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
+      const line = this.lineEndingWith(text.slice(start, end));
+      this.ready.push(line.endsWith('\r') ? line.slice(0, -1) : line);
+      start = end + 1;
+    }
+    if (start < text.length) this.pending.push(text.slice(start));
+  }
+
+  /** The pending start of a line, with its `last` piece: the line's whole text. */
+  private lineEndingWith(last: string): string {
+    if (this.pending.length === 0) return last;
+    let line: string;
+    try {
+      line = this.pending.join('') + last;
+    } catch (error) {
+      throw error instanceof RangeError ? new LineTooLongError() : error;
+    }
+    this.pending = [];
+    return line;
+  }
 }
 
 /** A line of `--json` input parsed, or why it could not be. */

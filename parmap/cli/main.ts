@@ -7,9 +7,9 @@ import { fstatSync } from 'node:fs';
 import { constants } from 'node:os';
 import { type Command, parseCommandLine, UsageError } from './arguments.js';
 import { thrownText, withoutPrefix } from './failures.js';
-import { evaluatingFunctionText } from './function-text.js';
+import { loadingTheFunction } from './function-text.js';
 import { HELP, version } from './help.js';
-import { type CommandIo, EXIT, runMap } from './run.js';
+import { type CommandIo, EXIT, LinesDone, runMap } from './run.js';
 import { runWorker } from './worker.js';
 import { WORKER_HELP } from './worker-arguments.js';
 
@@ -82,28 +82,20 @@ process.on('SIGTERM', onSignal);
 
 /** Why the run was stopped when an error escaped everything: the exit code is then 1. */
 const ESCAPED = Symbol('an error nobody handled');
+/** The lines whose results came back: where the run was when an error escaped. */
+const linesDone = new LinesDone();
 /**
  * An error nobody handled: with `-n 1` the function runs in this thread, where a timer or promise
- * it started and left failing lands here, and so does a line too long for a string. It is told in
- * one line, without parmap's stack, and the run stops as if interrupted, with exit code 1.
+ * it started and left failing lands here. It belongs to no line's result, so `--on-error` cannot
+ * put it in a line's place: the run stops as if interrupted, with exit code 1, and the message
+ * says so, in one line, without parmap's stack, with the last line known to have run.
  */
 const onEscaped = (error: unknown): void => {
-  if (evaluatingFunctionText()) return;
-  let tooLong = false;
-  try {
-    // Reading a line longer than V8's longest string: readline's own concatenation throws.
-    tooLong =
-      (error as { code?: unknown } | null)?.code === 'ERR_STRING_TOO_LONG' ||
-      (error instanceof RangeError && error.message === 'Invalid string length');
-  } catch {
-    // An error whose `code` getter throws is told as any other.
-  }
+  if (loadingTheFunction()) return;
   // After the first, the run is stopping: one message is enough.
   if (stop.signal.reason === ESCAPED) return;
   process.stderr.write(
-    tooLong
-      ? 'parmap: a line of the input is longer than the longest string Node can hold (512 MiB)\n'
-      : `parmap: an error nobody handled: ${thrownText(error)}. A timer or promise the function started must not fail after it returned: await it inside the function, or catch its errors.\n`,
+    `parmap: ${linesDone.place}: an error nobody handled: ${thrownText(error)}. A timer or promise the function started failed after its line returned, so the error belongs to no line's result and --on-error does not apply: await it inside the function, or catch its errors.\n`,
   );
   if (stop.signal.aborted) exitNow(EXIT.failed);
   stop.abort(ESCAPED);
@@ -112,8 +104,16 @@ const onEscaped = (error: unknown): void => {
 };
 process.on('uncaughtException', onEscaped);
 process.on('unhandledRejection', onEscaped);
-// Errors of a reader that went away (EPIPE) are noticed where they matter, never thrown.
+// Errors of a reader that went away (EPIPE) are noticed where they matter (stdout's by the map
+// command's writer), never thrown.
+process.stdout.on('error', () => undefined);
 process.stderr.on('error', () => undefined);
+
+/** Settles once what was written to `stream` so far has been handed to the system, or failed to. */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  if (stream.writableLength === 0 || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => stream.write('', () => resolve()));
+}
 
 /**
  * With `-n 1` the function runs in this thread, where `process.exit()` ends the command, and a
@@ -136,6 +136,7 @@ try {
     stderr: process.stderr,
     cwd: process.cwd(),
     signal: stop.signal,
+    linesDone,
   });
 } catch (error) {
   // Not a failing line nor a usage mistake: something parmap did not foresee.
@@ -150,8 +151,19 @@ process.exitCode =
 finished = true;
 // The workers are stopped; stdin is the one thing left that could keep the process waiting.
 process.stdin.destroy();
-// Interrupted or stopped: what could still hold the process (a reader of stdout that stopped
-// reading, a timer of the function's with -n 1) is not waited for.
-if (stop.signal.aborted && !serving) exitNow();
-// A last resort, should anything else hold the event loop: a command must end.
+if (!serving) {
+  // A line tool is done once its output is out: a timer or handle the function left behind (with
+  // -n 1 it runs in this thread) must not hold the process. What is already due still fails the
+  // run, whenever the last line ran: a promise left rejected, a timer of 0 ms (ours, set later with
+  // the same delay, fires after it). Interrupted, the command waits for nothing, not even a reader
+  // of stdout that stopped reading.
+  if (!stop.signal.aborted) {
+    const aborted = new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve()));
+    await Promise.race([new Promise((resolve) => setTimeout(resolve, 0)), aborted]);
+    await Promise.race([Promise.all([flushed(process.stdout), flushed(process.stderr)]), aborted]);
+  }
+  exitNow();
+}
+// A worker that was stopped ends by itself once its connections close; a last resort, should
+// anything else hold the event loop: a command must end.
 setTimeout(() => exitNow(), 3000).unref();

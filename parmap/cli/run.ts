@@ -1,12 +1,11 @@
 /**
  * The map command: the lines of stdin through `parmap`, one result per line to stdout, with every
- * failure told by its line number. Process-wide concerns (signals, the exit code) belong to
- * `main.ts`; this sees only the streams and an abort signal it is given.
+ * failure told by its line number. Process-wide concerns (signals, the exit code, errors nobody
+ * handled) belong to `main.ts`; this sees only what it is given: the streams, an abort signal, and
+ * a tally of the lines done for `main.ts` to tell where the run was.
  */
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { pathToFileURL } from 'node:url';
 import { runInThisContext } from 'node:vm';
 import {
   type FunctionFromModule,
@@ -14,10 +13,11 @@ import {
   type ParmapOptions,
   type ParmapResult,
   ParmapScopeError,
+  ParmapSetupError,
   ParmapWorkerError,
   parmap,
 } from '../../index.js';
-import { type MapCommand, type OnErrorMode, quote, UsageError } from './arguments.js';
+import { type MapCommand, type OnErrorMode, UsageError } from './arguments.js';
 import {
   describeError,
   type Failure,
@@ -32,6 +32,7 @@ import {
 } from './failures.js';
 import { functionFromTextSettled } from './function-text.js';
 import { formatResult, LineNumbers, type LineReader, LineWriter, parseJsonLine, readLines } from './lines.js';
+import { functionFromModule, moduleReference, moduleSetupProblem } from './module-function.js';
 
 /**
  * Line numbers kept for items already written: a worker that dies after its work is told by the
@@ -51,14 +52,41 @@ export interface CommandIo {
   readonly cwd: string;
   /** Aborted on Ctrl-C or SIGTERM: stops the workers and ends the run. */
   readonly signal: AbortSignal;
+  /** Told of each line whose result came back, for an error that no line's result carries. */
+  readonly linesDone: LinesDone;
+}
+
+/**
+ * How far a run has got, in lines whose result came back: the place `main.ts` gives for an error
+ * that belongs to no line's result. With `-n 1` a timer or promise the function left behind fails
+ * in this thread, after its line returned; which line started it, nothing records, so the place
+ * is the last line known to have run, which need not be the one that left it.
+ */
+export class LinesDone {
+  private count = 0;
+  private lastLine: number | undefined;
+
+  /** A result (or a failure) came back; `line` is `undefined` when it does not say (`--unordered`). */
+  add(line: number | undefined): void {
+    this.count += 1;
+    this.lastLine = line;
+  }
+
+  /** `after line 7`; `after 3 lines` when the last result did not say its line; `before any line was done`. */
+  get place(): string {
+    if (this.lastLine !== undefined) return `after line ${this.lastLine}`;
+    if (this.count === 0) return 'before any line was done';
+    return `after ${this.count} line${this.count === 1 ? '' : 's'}`;
+  }
 }
 
 type Callable = ((...args: never[]) => unknown) | FunctionFromModule;
 
 /**
  * Runs the map command to its end and returns the exit code.
- * @throws UsageError when the function does not compile, the module file is missing, or parmap
- *   refuses the call (as for a variable the function uses that no `--scope` gives).
+ * @throws UsageError when the function does not compile, the module cannot be loaded (with
+ *   workers, once they have tried: see `module-function.ts`), or parmap refuses the call (as for
+ *   a variable the function uses that no `--scope` gives).
  */
 export async function runMap(command: MapCommand, io: CommandIo): Promise<number> {
   if (command.redis !== undefined && !process.env.PARMAP_SECRET) {
@@ -71,15 +99,18 @@ export async function runMap(command: MapCommand, io: CommandIo): Promise<number
   }
   const results = startParmap(fn, input, optionsOf(command, io), io.cwd);
   const output = new Output(command.onError, command.json, new LineWriter(io.stdout, io.signal), io.stderr);
+  /** The workers could not prepare the call from the `--module`: a usage error, told once the output is closed. */
+  let unusable: ParmapSetupError | undefined;
   try {
     let position = 0;
     for await (const result of results) {
       const index = position++;
-      await output.failedAll(input.takeProblems(command.ordered ? index : Number.POSITIVE_INFINITY));
       // Unordered results do not say which item they are; errors do.
-      const line = command.ordered ? input.numbers.lineOf(index) : undefined;
-      if (result instanceof ParmapError)
-        await output.failed(lineOfError(result, input.numbers) ?? line, failureOf(result));
+      const inOrder = command.ordered ? input.numbers.lineOf(index) : undefined;
+      const line = result instanceof ParmapError ? (lineOfError(result, input.numbers) ?? inOrder) : inOrder;
+      io.linesDone.add(line);
+      await output.failedAll(input.takeProblems(command.ordered ? index : Number.POSITIVE_INFINITY));
+      if (result instanceof ParmapError) await output.failed(line, failureOf(result));
       else await output.result(result, line);
       if (command.ordered) input.numbers.forgetBefore(index + 1 - LINES_KEPT_BEHIND);
       // Leaving the loop ends the call: its workers stop and the input is closed.
@@ -88,11 +119,17 @@ export async function runMap(command: MapCommand, io: CommandIo): Promise<number
     await output.failedAll(input.takeProblems(Number.POSITIVE_INFINITY));
   } catch (error) {
     // An abort is not a failure to report: main.ts turns it into 130 or 143.
-    if (!io.signal.aborted) output.callFailed(error, input.numbers);
+    if (!io.signal.aborted) {
+      if (error instanceof ParmapSetupError && command.function.kind === 'module') unusable = error;
+      else output.callFailed(error, input.numbers);
+    }
   } finally {
     input.close();
   }
-  return output.finish();
+  const code = await output.finish();
+  const source = command.function;
+  if (unusable !== undefined && source.kind === 'module') throw await moduleSetupProblem(unusable, source, io.cwd);
+  return code;
 }
 
 /** A line that could not become an item (not JSON), to report in its place. */
@@ -152,7 +189,7 @@ class InputItems implements AsyncIterable<unknown> {
 class Output {
   /** The failure that ends the run (`--on-error throw`): its line, or where in words. */
   private fatal: { readonly line: number | string | undefined; readonly failure: Failure } | undefined;
-  /** A failure of the whole call rather than of one line (a module without the export). */
+  /** A failure of the whole call rather than of one line (the workers could not be started). */
   private broken: unknown;
   private hasBroken = false;
   private skipped = 0;
@@ -246,13 +283,15 @@ function lineOfError(error: ParmapError, numbers: LineNumbers): number | undefin
   return typeof index === 'number' ? numbers.lineOf(index) : undefined;
 }
 
-/** The function to map, wrapped: a promise of it would call a `then` it may have. */
+/**
+ * The function to map, wrapped: a promise of it would call a `then` it may have. A `--module` is
+ * imported here only with `-n 1`, where the run imports it in this thread anyway; workers import
+ * it themselves, and its top-level code never runs in this thread (see `module-function.ts`).
+ */
 async function functionOf(command: MapCommand, cwd: string): Promise<{ readonly fn: Callable }> {
   const source = command.function;
   if (source.kind === 'text') return functionFromTextSettled(source.text);
-  const path = resolve(cwd, source.path);
-  if (!existsSync(path)) throw new UsageError(`--module ${quote(source.path)}: there is no file at ${path}`);
-  return { fn: { module: pathToFileURL(path).href, export: source.export } };
+  return { fn: command.workers === 1 ? await functionFromModule(source, cwd) : moduleReference(source, cwd) };
 }
 
 function optionsOf(command: MapCommand, io: CommandIo): ParmapOptions {

@@ -5,7 +5,7 @@
  * thread cannot be interrupted, so a sync item is judged when it returns); `retries` and
  * `maxMemory` have no worker to act on.
  */
-import { cloneProblem, isTimeoutError, ParmapError, ParmapTimeoutError } from '../errors.js';
+import { cloneProblem, isTimeoutError, ParmapError, ParmapSetupError, ParmapTimeoutError } from '../errors.js';
 import { CANCELLED, type CallShape, type FunctionRef, MARK_CLAIM, MARK_STARTED, newChunkMarks } from '../protocol.js';
 import { runItems } from '../worker/chunk.js';
 import { createInvoker, isThenable, NO_CONTEXT } from '../worker/invoke.js';
@@ -197,7 +197,7 @@ export class InlineExecutor implements Executor {
 
 function setupFailure(error: unknown): Error {
   if (error instanceof SetupProblem) {
-    return new ParmapError(`parmap: the call could not be prepared: ${error.message}`, { cause: error.cause });
+    return new ParmapSetupError(`parmap: the call could not be prepared: ${error.message}`, { cause: error.cause });
   }
   return error instanceof Error ? error : new ParmapError(String(error));
 }

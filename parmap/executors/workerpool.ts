@@ -4,7 +4,7 @@
  * while some worker may lack it, and turns what workerpool and the worker say into one
  * {@link ChunkOutcome} per chunk.
  */
-import { ParmapError, ParmapScopeError, rebuildThrown } from '../errors.js';
+import { ParmapError, ParmapScopeError, ParmapSetupError, rebuildThrown } from '../errors.js';
 import { type ChunkReply, type ChunkRequest, newChunkMarks, type SetupFailure } from '../protocol.js';
 import { decode, encode, encodeList, firstUnsendable, type Payload, payloadSize } from '../transfer.js';
 import {
@@ -295,10 +295,14 @@ function failed(message: string, cause?: unknown): ChunkOutcome {
   return { kind: 'failed', error: new ParmapError(`parmap: ${message}`, cause === undefined ? undefined : { cause }) };
 }
 
-/** The error a worker's failed set-up becomes. */
+/**
+ * The error a worker's failed set-up becomes: a {@link ParmapScopeError} for names no worker has,
+ * else a {@link ParmapSetupError} with what the worker threw, if anything, as its `cause`.
+ */
 export function setupError(failure: SetupFailure): ParmapError {
   if (failure.missing.length > 0) return new ParmapScopeError(failure.missing);
-  return new ParmapError(`parmap: a worker could not prepare the call: ${failure.problem ?? 'its set-up failed'}`, {
+  const problem = failure.problem ?? 'its set-up failed';
+  return new ParmapSetupError(`parmap: a worker could not prepare the call: ${problem}`, {
     cause: failure.thrown === undefined ? undefined : rebuildThrown(failure.thrown),
   });
 }
