@@ -112,7 +112,7 @@ class FakeExecutor implements Executor {
   /** fn threw for item `at`; the chunk sends the results before it along. */
   throwAt(id: number, at: number, thrown: unknown = new Error('boom')): void {
     const task = this.pending.get(id) as ChunkTask;
-    this.tell(id, { kind: 'threw', at, thrown, before: task.items.slice(0, at).map(f) });
+    this.tell(id, { kind: 'threw', at, thrown, before: Array.from(task.items.slice(0, at)).map(f) });
   }
 
   /** Completes chunks in submission order as they come, until `until` settles. */

@@ -4,13 +4,15 @@
  * chunks when there is capacity, and hears back one outcome per chunk.
  */
 import { type ItemFailure, MARK_OLDEST, MARK_STARTED, MARK_SYNC } from '../protocol.js';
+import type { ChunkValues } from '../transfer.js';
 
 /** Consecutive items handed to the executor as one unit; `id` is unique within a call. */
 export interface ChunkTask {
   readonly id: number;
   /** The input position of the first item. */
   readonly start: number;
-  readonly items: readonly unknown[];
+  /** Numbers kept packed only for an executor that {@link Executor.packsNumbers}. */
+  readonly items: ChunkValues;
 }
 
 /** How far the items of a chunk have got. */
@@ -51,7 +53,8 @@ export interface WorkerEnding {
 export type ChunkOutcome =
   | {
       readonly kind: 'done';
-      readonly values: unknown[];
+      /** Numbers packed, from an executor that {@link Executor.packsNumbers}. */
+      readonly values: ChunkValues;
       /** Time the worker spent on the items (for chunk sizing). */
       readonly ms: number;
       /** Bytes the items and results took on their way, when they crossed (for chunk sizing). */
@@ -114,6 +117,11 @@ export interface Executor {
    * go, and the scheduler reads ahead for each of them.
    */
   readonly workers?: number | undefined;
+  /**
+   * Chunks cross to its workers with lists of numbers packed (see transfer.ts): it takes items of
+   * numbers packed, and may give such results packed.
+   */
+  readonly packsNumbers?: boolean;
   /** There is work ready while `capacity` is 0: get workers (they come with `capacityChanged`). */
   want(): void;
   /** Runs a chunk; its outcome comes to the listener, asynchronously, exactly once. */

@@ -7,6 +7,7 @@
  */
 import { cloneProblem, isTimeoutError, ParmapError, ParmapSetupError, ParmapTimeoutError } from '../errors.js';
 import { CANCELLED, type CallShape, type FunctionRef, MARK_CLAIM, MARK_STARTED, newChunkMarks } from '../protocol.js';
+import { unpacked } from '../transfer.js';
 import { runItems } from '../worker/chunk.js';
 import { createInvoker, isThenable, NO_CONTEXT } from '../worker/invoke.js';
 import { loadFunction, release, SetupProblem } from '../worker/prepare.js';
@@ -89,7 +90,7 @@ export class InlineExecutor implements Executor {
     }
     const { marks } = running;
     if (this.closed) marks[MARK_CLAIM] = CANCELLED;
-    const outcome = await runItems(task.items, {
+    const outcome = await runItems(unpacked(task.items), {
       invoke: this.timed(invoke, task.start, marks),
       onError: this.call.onError,
       marks,

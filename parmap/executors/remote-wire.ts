@@ -9,7 +9,7 @@
  */
 import { ParmapRemoteError, ParmapScopeError, rebuildThrown, reportThrown } from '../errors.js';
 import type { RemoteChunkJob, RemoteChunkResult, RemoteOutcome } from '../protocol.js';
-import { fromBytes, toBytes } from '../transfer.js';
+import { fromBytes, toBytes, unpacked } from '../transfer.js';
 import type { ChunkOutcome } from './executor.js';
 
 /**
@@ -131,7 +131,8 @@ function remoteFailure(message: string): ChunkOutcome {
 export function toRemoteOutcome(outcome: ChunkOutcome): RemoteOutcome {
   switch (outcome.kind) {
     case 'done':
-      return { kind: 'done', values: outcome.values, ms: outcome.ms, failures: outcome.failures };
+      // Numbers a local executor kept packed cross as the array they stand for, as ever.
+      return { kind: 'done', values: unpacked(outcome.values), ms: outcome.ms, failures: outcome.failures };
     case 'threw':
       return {
         kind: 'threw',

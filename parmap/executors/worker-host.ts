@@ -5,6 +5,7 @@
  * (`parmap`) or many (`createPool`), each call through a {@link CallChannel} of its own.
  */
 import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
+import { IdMap } from '../id-map.js';
 import type { ChunkReply, ChunkRequest, PortChunk, PortReply, WorkerEvent } from '../protocol.js';
 import { CANCELLED, MARK_CLAIM, MARK_STARTED, MARK_THREAD, RUN_CHUNK, UNCLAIMED } from '../protocol.js';
 import { transferList } from '../transfer.js';
@@ -26,6 +27,8 @@ export interface HostChunk {
   readonly task: ChunkTask;
   readonly channel: CallChannel;
   readonly id: number;
+  /** Its key among the host's chunks on their way, given when it is sent or queued. */
+  hostKey?: number;
   /** The size of its encoded items (they may be moved to the worker, leaving the buffer empty). */
   readonly sentBytes: number;
   /** Queued on a thread's own port behind the chunk it runs, rather than sent as a task. */
@@ -83,11 +86,14 @@ export class WorkerHost {
   private pool: WorkerpoolPool | undefined;
   private lease: Lease | undefined;
   private readonly handles = new Set<WorkerHandle>();
-  private readonly inFlight = new Set<HostChunk>();
-  /** Chunks queued on threads' ports, by their key in the port's messages. */
-  private readonly queued = new Map<number, HostChunk>();
+  private readonly inFlight = new ChunksInFlight();
+  /**
+   * Chunks queued on threads' ports, by their key in the port's messages. This table and the next
+   * are {@link IdMap}s: a `Map` would keep every chunk's items and results alive (see id-map.ts).
+   */
+  private readonly queued = new IdMap<HostChunk>();
   /** Chunks sent to threads as workerpool tasks, by the key of their answer on the thread's port. */
-  private readonly answeredOnPort = new Map<number, HostChunk>();
+  private readonly answeredOnPort = new IdMap<HostChunk>();
   private nextQueueKey = 0;
   /** Threads a chunk was taken back from: nothing more is queued on them until their chunk ends. */
   private readonly stalled = new WeakSet<WorkerHandle>();
@@ -698,5 +704,40 @@ export class WorkerHost {
     await stopWorkers([this.pool, ...this.retired], handles, this.lostWorkers);
     if (this.progressFilesAt !== undefined) removeProgressFiles(this.progressFilesAt);
     this.retired.clear();
+  }
+}
+
+/**
+ * The chunks a host has on their way, in the order they were sent: a set kept in an
+ * {@link IdMap} rather than a `Set`, which would keep every chunk's items and results alive
+ * (see id-map.ts).
+ */
+class ChunksInFlight implements Iterable<HostChunk> {
+  private readonly chunks = new IdMap<HostChunk>();
+  private nextKey = 0;
+
+  get size(): number {
+    return this.chunks.size;
+  }
+
+  add(chunk: HostChunk): void {
+    chunk.hostKey ??= this.nextKey++;
+    this.chunks.set(chunk.hostKey, chunk);
+  }
+
+  has(chunk: HostChunk): boolean {
+    return chunk.hostKey !== undefined && this.chunks.get(chunk.hostKey) === chunk;
+  }
+
+  delete(chunk: HostChunk): boolean {
+    return this.has(chunk) && this.chunks.delete(chunk.hostKey as number);
+  }
+
+  clear(): void {
+    this.chunks.clear();
+  }
+
+  [Symbol.iterator](): IterableIterator<HostChunk> {
+    return this.chunks.values();
   }
 }

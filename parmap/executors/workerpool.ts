@@ -5,6 +5,7 @@
  * {@link ChunkOutcome} per chunk.
  */
 import { ParmapError, ParmapScopeError, ParmapSetupError, rebuildThrown } from '../errors.js';
+import { IdMap } from '../id-map.js';
 import { type ChunkReply, type ChunkRequest, newChunkMarks, type SetupFailure } from '../protocol.js';
 import { decode, encode, encodeList, firstUnsendable, type Payload, payloadSize } from '../transfer.js';
 import {
@@ -49,7 +50,8 @@ function nextProgressKey(): number {
 }
 
 export class WorkerpoolExecutor implements Executor, CallChannel {
-  private readonly chunks = new Map<number, HostChunk>();
+  /** An {@link IdMap}: a `Map` would keep every chunk's items and results alive (see id-map.ts). */
+  private readonly chunks = new IdMap<HostChunk>();
   /** Workers known to hold this call's set-up. */
   private readonly workersSetUp = new Set<number>();
   private closing: Promise<void> | undefined;
@@ -57,6 +59,7 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
   private shortChunks = false;
   waiting = true;
   readonly stoppable = true;
+  readonly packsNumbers = true;
 
   constructor(
     private readonly host: WorkerHost,
@@ -173,6 +176,9 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
       return;
     }
     this.listener.outcome(chunk.id, this.outcomeOf(chunk, error));
+    // The host may keep the chunk a while (as its worker's last), but its results are taken in:
+    // their buffer can go at the next young-generation collection.
+    chunk.reply = undefined;
   }
 
   private outcomeOf(chunk: HostChunk, error: unknown): ChunkOutcome {
@@ -273,7 +279,9 @@ function outcomeOfReply(reply: ChunkReply, sentBytes: number): ChunkOutcome {
   switch (reply.kind) {
     case 'done': {
       const bytes = sentBytes + payloadSize(reply.values);
-      return { kind: 'done', values: decode(reply.values) as unknown[], ms: reply.ms, failures: reply.failures, bytes };
+      // Numbers stay packed: the scheduler keeps them so, or unpacks them.
+      const values = 'numbers' in reply.values ? reply.values.numbers : (decode(reply.values) as unknown[]);
+      return { kind: 'done', values, ms: reply.ms, failures: reply.failures, bytes };
     }
     case 'threw':
       return {

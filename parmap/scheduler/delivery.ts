@@ -13,13 +13,15 @@
  */
 import { types } from 'node:util';
 import type { StageKind } from '../job.js';
+import { unpacked } from '../transfer.js';
 import type { Chunk } from './feeder.js';
 import { ReorderBuffer } from './reorder.js';
 
 /** A chunk's results as they come in; complete when `remaining` is 0. */
 export interface ChunkResults {
   readonly chunk: Chunk;
-  values: unknown[];
+  /** Numbers may stay packed (see transfer.ts) as long as no place is written to. */
+  values: unknown[] | Float64Array;
   remaining: number;
   failures: number;
   /** The bytes its items and results take on their way, as best known now (see `CallRun`). */
@@ -32,6 +34,7 @@ export interface ChunkResults {
 
 /** Puts the result (or error) of one place of a chunk. */
 export function fill(results: ChunkResults, position: number, value: unknown): void {
+  if (results.values instanceof Float64Array) results.values = unpacked(results.values);
   results.values[position] = value;
   results.filled?.add(position);
 }
@@ -50,7 +53,8 @@ export interface Failure {
 
 /** Results the caller gets at once, and how many input items they stand for. */
 interface Batch<R> {
-  readonly values: R[];
+  /** An array, or numbers kept packed for a caller reading them one by one. */
+  readonly values: ArrayLike<R>;
   readonly inputs: number;
   /** The bytes the run counted for them in flight. */
   readonly bytes: number;
@@ -59,7 +63,7 @@ interface Batch<R> {
 export type Delivered<R> =
   | {
       readonly kind: 'results';
-      readonly values: R[];
+      readonly values: ArrayLike<R>;
       readonly counted: boolean;
       readonly inputs: number;
       readonly bytes: number;
@@ -76,10 +80,10 @@ export type Delivered<R> =
  */
 export function stageResults(
   stage: StageKind,
-  items: readonly unknown[],
-  values: readonly unknown[],
+  items: ArrayLike<unknown>,
+  values: ArrayLike<unknown>,
   failed: ReadonlySet<number> | undefined,
-): readonly unknown[] {
+): ArrayLike<unknown> {
   if (stage === 'map') return values;
   const kept: unknown[] = [];
   for (let place = 0; place < items.length; place++) {
@@ -138,7 +142,7 @@ export class Delivery<R> {
    * Results handed out ahead of their chunk (unordered: what ran before a failing item), with
    * their items. They stand for no input items: after a failure, nothing more is fed.
    */
-  early(items: readonly unknown[], values: readonly unknown[]): void {
+  early(items: ArrayLike<unknown>, values: ArrayLike<unknown>): void {
     this.ready.push({ values: this.shape(items, values, undefined), inputs: 0, bytes: 0 });
   }
 
@@ -188,8 +192,12 @@ export class Delivery<R> {
     return failure.within !== undefined && lastPosition < failure.within.position;
   }
 
-  private shape(items: readonly unknown[], values: readonly unknown[], failed: ReadonlySet<number> | undefined): R[] {
-    return stageResults(this.stage, items, values, failed) as R[];
+  private shape(
+    items: ArrayLike<unknown>,
+    values: ArrayLike<unknown>,
+    failed: ReadonlySet<number> | undefined,
+  ): ArrayLike<R> {
+    return stageResults(this.stage, items, values, failed) as ArrayLike<R>;
   }
 
   /** Finished results the caller may have now: in order when ordered, and none past a failure. */

@@ -3,6 +3,7 @@
  * the run has room for one, so only a bounded number of chunks exist at a time, whatever the
  * input's length.
  */
+import type { ChunkValues } from '../transfer.js';
 import { type ChunkSizer, roughBytes } from './chunking.js';
 import { checkStep, type TakenInput } from './input.js';
 import { closesAtOnce } from './result.js';
@@ -14,7 +15,8 @@ export type ChunkSizes = Pick<ChunkSizer, 'next'> & Partial<Pick<ChunkSizer, 'by
 export interface Chunk {
   readonly sequence: number;
   readonly start: number;
-  readonly items: unknown[];
+  /** An array as read; numbers may then be kept packed while the chunk is on its way. */
+  readonly items: ChunkValues;
   /** Its items' bytes, as far as they can be told before they are encoded (see `roughBytes`). */
   readonly bytes: number;
 }

@@ -2,8 +2,11 @@
  * Holds results that finished early until every result before them has been handed out, so an
  * ordered call yields in input order. Keyed by chunk sequence number, counting from 0.
  */
+import { IdMap } from '../id-map.js';
+
 export class ReorderBuffer<T extends object> {
-  private readonly waiting = new Map<number, T>();
+  /** An {@link IdMap}: a `Map` would keep every chunk's results alive (see id-map.ts). */
+  private readonly waiting = new IdMap<T>();
   private next = 0;
 
   /** The sequence number of the next chunk to hand out. */

@@ -8,8 +8,12 @@ import type { Ending, ProgressTracker } from './progress.js';
 
 /** A call in progress, as the result object consumes it. */
 export interface ChunkRun<R> {
-  /** The next results (in input order when ordered), or `undefined` once every item is out. */
-  nextChunk(): Promise<R[] | undefined>;
+  /**
+   * The next results (in input order when ordered), or `undefined` once every item is out. Read
+   * them before asking for more: numbers may be handed out packed, in a buffer used again for
+   * later results (only to a caller reading them one by one).
+   */
+  nextChunk(): Promise<ArrayLike<R> | undefined>;
   /** Ends the call and releases everything it holds. Safe to call at any time, more than once. */
   close(): Promise<void>;
 }
@@ -153,7 +157,7 @@ class JoinedInPlace<R> {
     this.all = new Array<R>(total);
   }
 
-  add(chunk: readonly R[]): void {
+  add(chunk: ArrayLike<R>): void {
     const { all, filled } = this;
     for (let i = 0; i < chunk.length; i++) all[filled + i] = chunk[i] as R;
     this.filled += chunk.length;
@@ -169,8 +173,8 @@ class JoinedInPlace<R> {
 class JoinedAtEnd<R> {
   private readonly chunks: R[][] = [];
 
-  add(chunk: R[]): void {
-    this.chunks.push(chunk);
+  add(chunk: ArrayLike<R>): void {
+    this.chunks.push(Array.isArray(chunk) ? chunk : Array.from(chunk));
   }
 
   results(): R[] {
@@ -201,7 +205,7 @@ export function closesAtOnce(iterator: unknown): boolean {
  * single wait for the run. Any way out (end, error, `return()` from `break`) closes the run.
  */
 class ResultIterator<R> implements AsyncIterableIterator<R> {
-  private chunk: R[] = [];
+  private chunk: ArrayLike<R> = [];
   private position = 0;
   private done = false;
   private pending: Promise<IteratorResult<R>> | undefined;
@@ -239,7 +243,7 @@ class ResultIterator<R> implements AsyncIterableIterator<R> {
   }
 
   private async refill(): Promise<IteratorResult<R>> {
-    let chunk: R[] | undefined;
+    let chunk: ArrayLike<R> | undefined;
     try {
       chunk = await this.run.nextChunk();
     } catch (error) {

@@ -15,7 +15,9 @@ import {
   rebuildThrown,
 } from '../errors.js';
 import type { ChunkOutcome, Executor, ExecutorListener, ItemsStarted, WorkerEnding } from '../executors/executor.js';
+import { IdMap } from '../id-map.js';
 import type { Job } from '../job.js';
+import { NumberBuffers, unpacked } from '../transfer.js';
 import { ChunkSizer, chunkByteLimit } from './chunking.js';
 import { type ChunkResults, Delivery, type Failure, fill } from './delivery.js';
 import { type Chunk, Feeder } from './feeder.js';
@@ -51,6 +53,14 @@ export class CallRun<R> implements ChunkRun<R> {
   private feeder: Feeder | undefined;
   private readonly sizer: ChunkSizer;
   private readonly delivery: Delivery<R>;
+  /**
+   * Where chunks of numbers are kept packed while on their way, when the executor packs them
+   * anyway (see {@link NumberBuffers}): their items, and, for a caller reading results one by
+   * one from a map, their results until the caller comes back for more.
+   */
+  private numbers: NumberBuffers | undefined;
+  /** Results last handed out, which the caller may still be reading. */
+  private handedOut: ArrayLike<R> | undefined;
   private progress: ProgressTracker | undefined;
   /** Chunks fed and not yet taken by the caller. */
   private unconsumed = 0;
@@ -68,7 +78,8 @@ export class CallRun<R> implements ChunkRun<R> {
   /** The input items and bytes of the results last handed out, which the caller may still hold. */
   private heldByCaller: { readonly inputs: number; readonly bytes: number } = { inputs: 0, bytes: 0 };
   private readonly retryQueue: Task[] = [];
-  private readonly running = new Map<number, RunningTask>();
+  /** An {@link IdMap}: a `Map` would keep every chunk's items and results alive (see id-map.ts). */
+  private readonly running = new IdMap<RunningTask>();
   /** Where recently finished tasks were in the input (not the tasks: they hold items and results). */
   private readonly recent = new Map<number, TaskPlaces>();
   private nextTaskId = 0;
@@ -91,7 +102,7 @@ export class CallRun<R> implements ChunkRun<R> {
      * The caller reads results one by one: an ordered stream then yields every result before a
      * failing item first. Awaiting the array, the first failure ends the call at once.
      */
-    streaming = true,
+    private readonly streaming = true,
   ) {
     const chunksInFlight = job.n * (1 + WAITING_PER_SLOT);
     this.sizer = new ChunkSizer(job.chunksize, job.n, job.total, chunkByteLimit(job.maxBytesInFlight, chunksInFlight));
@@ -131,6 +142,8 @@ export class CallRun<R> implements ChunkRun<R> {
       capacityChanged: () => this.pump(),
       failed: (error) => this.fail({ error, sequence: undefined }),
     });
+    // Room for every chunk that can be on its way at once, items and results.
+    if (this.executor.packsNumbers) this.numbers = new NumberBuffers(4 * (this.job.n + 1));
     // Chunks are cut to fit in what `buffer` leaves.
     const sizes = {
       next: (handedOut: number) => Math.min(this.sizer.next(handedOut), this.bufferRoom()),
@@ -183,10 +196,12 @@ export class CallRun<R> implements ChunkRun<R> {
     return buffer === undefined ? Number.POSITIVE_INFINITY : buffer - this.unconsumedItems;
   }
 
-  async nextChunk(): Promise<R[] | undefined> {
+  async nextChunk(): Promise<ArrayLike<R> | undefined> {
     // The caller is back: it is done with what it was given last.
     this.taken(this.heldByCaller);
     this.heldByCaller = { inputs: 0, bytes: 0 };
+    this.numbers?.release(this.handedOut);
+    this.handedOut = undefined;
     this.executor?.hold(true);
     try {
       return await this.waitForChunk();
@@ -195,7 +210,7 @@ export class CallRun<R> implements ChunkRun<R> {
     }
   }
 
-  private async waitForChunk(): Promise<R[] | undefined> {
+  private async waitForChunk(): Promise<ArrayLike<R> | undefined> {
     this.started ??= this.start();
     try {
       await this.started;
@@ -216,6 +231,7 @@ export class CallRun<R> implements ChunkRun<R> {
         // A chunk that filter kept nothing of is not handed out: the caller waits for the next.
         if (next.values.length > 0) {
           this.heldByCaller = next;
+          this.handedOut = next.values;
           return next.values;
         }
         this.taken(next);
@@ -256,7 +272,9 @@ export class CallRun<R> implements ChunkRun<R> {
     this.feeder?.pump();
   }
 
-  private submitChunk(chunk: Chunk): void {
+  private submitChunk(given: Chunk): void {
+    const packed = this.numbers?.pack(given.items);
+    const chunk = packed === undefined ? given : { ...given, items: packed };
     this.unconsumed++;
     this.unconsumedItems += chunk.items.length;
     // Items of a kind whose size is not told before encoding count as the average so far.
@@ -311,7 +329,7 @@ export class CallRun<R> implements ChunkRun<R> {
   private accept(task: Task, reply: Extract<ChunkOutcome, { kind: 'done' }>): void {
     const { results } = task;
     if (task.whole) {
-      results.values = reply.values;
+      results.values = this.keep(reply);
       if (task.attempts === 0) this.sizer.record(reply.values.length, reply.ms, reply.bytes);
       if (reply.bytes !== undefined) this.recount(results, reply.bytes);
     } else {
@@ -339,6 +357,19 @@ export class CallRun<R> implements ChunkRun<R> {
   private recount(results: ChunkResults, bytes: number): void {
     this.unconsumedBytes += bytes - results.bytes;
     results.bytes = bytes;
+  }
+
+  /**
+   * A whole chunk's results as they are kept until the caller takes them: numbers stay packed for
+   * a caller reading a map's results one by one, in a buffer of the call's own; otherwise, and
+   * when places will be written to (failures), as an array.
+   */
+  private keep(reply: Extract<ChunkOutcome, { kind: 'done' }>): unknown[] | Float64Array {
+    const { values } = reply;
+    if (!(values instanceof Float64Array)) return values as unknown[];
+    const failures = (reply.failures?.length ?? 0) + (reply.localFailures?.length ?? 0);
+    const packed = this.numbers !== undefined && this.streaming && this.job.stage === 'map' && failures === 0;
+    return packed ? (this.numbers as NumberBuffers).copy(values) : unpacked(values);
   }
 
   /**
@@ -455,6 +486,8 @@ export class CallRun<R> implements ChunkRun<R> {
     if (results.remaining > 0) return;
     this.delivery.finished(results);
     this.count(results.chunk.items.length, results.failures);
+    // Its items were kept to be sent again should a worker be lost: not any more.
+    this.numbers?.release(results.chunk.items);
     this.notify();
   }
 
