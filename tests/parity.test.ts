@@ -137,6 +137,53 @@ describe('values come back as Array.map gives them', () => {
   }
 });
 
+describe('streamed numbers come back exactly, chunk after chunk', () => {
+  // Chunks of numbers are kept packed in buffers used again from chunk to chunk: a buffer reused
+  // too early would show as a wrong value here, long after the first chunks.
+  const count = 60_000;
+  const items = Array.from({ length: count }, (_, i) => (i % 997 === 0 ? -0 : i % 991 === 0 ? Number.NaN : i / 7));
+  const twice = (x: number) => x * 2;
+
+  it('for await over a map, the caller pausing between results', async () => {
+    const seen: number[] = [];
+    for await (const value of parmap(twice, items, { n: 2 })) {
+      seen.push(value);
+      if (seen.length % 5_000 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.deepStrictEqual(seen, items.map(twice));
+  });
+
+  it('through a chain of maps and a filter, from a generator', async () => {
+    function* numbers() {
+      yield* items;
+    }
+    const kept = parmap.filter((x: number) => !Number.isNaN(x) && x > 10, parmap(twice, numbers(), { n: 2 }), { n: 2 });
+    const seen: number[] = [];
+    for await (const value of parmap(twice, kept, { n: 2 })) seen.push(value);
+    assert.deepStrictEqual(
+      seen,
+      items
+        .map(twice)
+        .filter((x) => !Number.isNaN(x) && x > 10)
+        .map(twice),
+    );
+  });
+
+  it("with onError: 'return', failures in their places among numbers", async () => {
+    const failing = (x: number) => {
+      if (x > 1000 && x < 1001) throw new Error('no');
+      return x * 2;
+    };
+    const seen: unknown[] = [];
+    for await (const value of parmap(failing, items, { n: 2, onError: 'return' })) seen.push(value);
+    assert.equal(seen.length, count);
+    items.forEach((x, i) => {
+      if (x > 1000 && x < 1001) assert.ok(seen[i] instanceof Error, `item ${i}`);
+      else assert.ok(Object.is(seen[i], x * 2), `item ${i}: ${String(seen[i])}, not ${x * 2}`);
+    });
+  });
+});
+
 describe('binary items whose own getters throw or lie cross by their real bytes', () => {
   // A subclass may override byteLength, byteOffset or buffer; Array.map never reads them, and
   // neither may parmap's weighing or encoding of the item, from any kind of input.
