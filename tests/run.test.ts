@@ -461,6 +461,27 @@ describe('run: lost chunks', () => {
     assert.deepEqual(values, [10]);
     assert.ok(error instanceof ParmapWorkerError);
   });
+
+  it('in an ordered stream with retries, yields the items before a lost item though its retry dies first', {
+    timeout: 5000,
+  }, async () => {
+    // Lost once, the chunk is split: item 1 (running) alone, items 0 and 2 as others. When item 1
+    // dies again before item 0's new result is in, item 0 is still owed, and its place must wait.
+    const { fake, result } = call([1, 2, 3], { chunksize: 3, retries: 1 }, 3);
+    const streamed = stream(result);
+    const [chunk] = (await fake.submissions(1)) as [ChunkTask];
+    fake.lose(chunk.id, 2);
+    const [, alone, first] = (await fake.submissions(3)) as [ChunkTask, ChunkTask, ChunkTask];
+    assert.deepEqual([alone.items, first.items], [[2], [1]]);
+    fake.lose(alone.id, 1);
+    // The caller reads on meanwhile: item 0's place must hold the stream until it is filled.
+    await Promise.race([streamed, new Promise((resolve) => setImmediate(resolve))]);
+    if (fake.pending.has(first.id)) fake.complete(first.id);
+    const { values, error } = await streamed;
+    assert.deepEqual(values, [10]);
+    assert.ok(error instanceof ParmapWorkerError);
+    assert.equal(error.index, 1);
+  });
 });
 
 describe('run: failing items', () => {

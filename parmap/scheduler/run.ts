@@ -425,7 +425,11 @@ export class CallRun<R> implements ChunkRun<R> {
   ): void {
     const facts = { started: started?.started, oldest: started?.oldest, timedOutAt };
     const plan = planLoss(task, facts, this.job.retries);
-    const again = (tries: TaskTries): Task => ({ ...task, ...tries, whole: false });
+    const again = (tries: TaskTries): Task => {
+      // Split: from now on its places come back apart, and a failure must know which have.
+      task.results.filled ??= new Set();
+      return { ...task, ...tries, whole: false };
+    };
     if (plan.kind === 'retry') {
       this.retryQueue.push(...plan.tasks.map(again));
       return;
