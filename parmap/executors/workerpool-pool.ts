@@ -123,6 +123,16 @@ function threadOutput(): MessagePort {
 }
 
 /**
+ * Waits for `work`, or `ms` at most. The timer is referenced: an abandoned worker no longer holds
+ * the event loop, and a caller awaiting its exit would otherwise see the loop end under it.
+ */
+async function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
+/**
  * workerpool's `terminate` waits for an 'exit' from each worker it still lists, and a worker that
  * died while idle is still listed (workerpool finds a worker dead only when it gives it a task)
  * and has sent its one 'exit' already: `terminate` then never settles, and its timer holds the
@@ -135,14 +145,7 @@ async function terminate(pool: WorkerpoolPool, lostWorkers: boolean): Promise<vo
   // A queued task would take an idle worker first, and a no-op could then start a new one.
   if (lostWorkers && pendingTasks === 0 && idleWorkers > 0) {
     const noOps = Array.from({ length: idleWorkers }, () => pool.exec(DO_NOTHING, []));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled(noOps),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, STOP_GRACE_MS);
-      }),
-    ]);
-    clearTimeout(timer);
+    await settledWithin(Promise.allSettled(noOps), STOP_GRACE_MS);
   }
   await Promise.resolve(pool.terminate(true)).catch(() => undefined);
 }
@@ -159,14 +162,7 @@ export async function stopWorkers(
 ): Promise<void> {
   for (const handle of handles) handle.stoppedByUs = true;
   for (const pool of pools) if (pool !== undefined) void terminate(pool, lostWorkers(pool));
-  let timer: NodeJS.Timeout | undefined;
-  // Referenced: an abandoned worker no longer holds the event loop, and a caller awaiting its
-  // exit would otherwise see the loop end under it.
-  const grace = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, STOP_GRACE_MS + 500);
-  });
-  await Promise.race([Promise.all(handles.map((handle) => handle.exited)), grace]);
-  clearTimeout(timer);
+  await settledWithin(Promise.all(handles.map((handle) => handle.exited)), STOP_GRACE_MS + 500);
   for (const handle of handles) if (handle.ending === undefined) handle.kill();
   await Promise.all(handles.map((handle) => handle.exited));
 }
