@@ -835,6 +835,22 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
     assertClean(ended, 130);
   });
 
+  it('SIGTERM while a --module is still being imported (-n 1) exits with code 143', async () => {
+    // Its import never settles, and a timer of its keeps the event loop busy.
+    const module = join(dir, `hanging-${++files}.mjs`);
+    writeFileSync(
+      module,
+      "process.stderr.write('importing\\n');\nawait new Promise(() => setInterval(() => {}, 60_000));\nexport default (x) => x;\n",
+    );
+    const { child, outcome } = start(['-n', '1', '--module', module], { cwd: dir, stdin: 'pipe' });
+    child.stdin?.write('1\n');
+    await new Promise<void>((resolve) => child.stderr?.once('data', () => resolve()));
+    child.kill('SIGTERM');
+    const ended = await outcome;
+    child.stdin?.destroy();
+    assert.equal(ended.status, 143, ended.stderr);
+  });
+
   it('SIGTERM stops the workers and exits with code 143', async () => {
     assertClean(await interrupt('SIGTERM', 'file'), 143);
   });

@@ -73,8 +73,9 @@ function exitNow(code?: number): never {
 
 const stop = new AbortController();
 const onSignal = (signal: NodeJS.Signals): void => {
-  // A second Ctrl-C does not wait for the workers to stop.
-  if (stop.signal.aborted) exitNow(exitCodeOf(signal));
+  // A second Ctrl-C does not wait for the workers to stop; nor does any while the function is
+  // being loaded (a `--module` whose import never settles): nothing has run that could be stopped.
+  if (stop.signal.aborted || loadingTheFunction()) exitNow(exitCodeOf(signal));
   stop.abort(signal);
 };
 process.on('SIGINT', onSignal);
