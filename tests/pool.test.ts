@@ -122,6 +122,39 @@ describe('createPool: calls and their options', () => {
       });
     });
 
+    it(`${workerType}: calls that time out leave no worker behind: the pool keeps at most n alive`, async () => {
+      // Each timeout stops one worker and moves the pool's work to fresh ones; the other old
+      // worker, whose chunk the failing call gave up, was kept alive for ever, one more per call.
+      const outcome = await withPool(
+        workerType,
+        `
+        const { subscribe } = await import('node:diagnostics_channel');
+        const live = { started: 0, exited: 0, onExit: () => {} };
+        const count = (worker) => {
+          live.started++;
+          worker.once('exit', () => { live.exited++; live.onExit() });
+        };
+        subscribe('worker_threads', ({ worker }) => count(worker));
+        subscribe('child_process', ({ process }) => count(process));
+        const spinOnFive = (x) => { if (x === 5) for (;;); return x };
+        const names = [];
+        for (let call = 0; call < 4; call++) {
+          names.push(await pool.map(spinOnFive, range(40), { timeout: 100, chunksize: 2 }).catch((e) => e.name));
+        }
+        const after = (await pool.map((x) => x + 1, range(10))).join();
+        // Stopped workers take a moment to exit; leaked ones never do, and the scenario then hangs.
+        while (live.started - live.exited > 2) await new Promise((resolve) => (live.onExit = resolve));
+        await pool.close();
+        console.log(JSON.stringify({ names, after, started: live.started > 2 }));
+      `,
+      );
+      assert.deepEqual(lastJson(outcome), {
+        names: Array(4).fill('ParmapTimeoutError'),
+        after: '1,2,3,4,5,6,7,8,9,10',
+        started: true,
+      });
+    });
+
     // Intermittent with threads (about one run in ten here): the aborted call's threads are
     // stopped but not yet gone, workerpool hands the next call's chunks to them, they are lost
     // ("Workerpool Worker terminated Unexpectedly") and the next call never settles; nothing holds

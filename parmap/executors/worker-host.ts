@@ -88,6 +88,11 @@ export class WorkerHost {
   private readonly handles = new Set<WorkerHandle>();
   private readonly inFlight = new ChunksInFlight();
   /**
+   * Chunks a call gave up on while a worker still runs them (see `cancelChunk`): a retired pool
+   * is stopped only once they are back too, and had been kept, with its workers, for ever.
+   */
+  private readonly cancelled = new ChunksInFlight();
+  /**
    * Chunks queued on threads' ports, by their key in the port's messages. This table and the next
    * are {@link IdMap}s: a `Map` would keep every chunk's items and results alive (see id-map.ts).
    */
@@ -441,9 +446,11 @@ export class WorkerHost {
 
   private finish(chunk: HostChunk, error: unknown): void {
     if (chunk.replyKey !== undefined) this.answeredOnPort.delete(chunk.replyKey);
-    if (!this.inFlight.delete(chunk)) return;
+    const running = this.inFlight.delete(chunk);
+    this.cancelled.delete(chunk);
+    this.releaseIfRetired(chunk);
+    if (!running) return;
     if (chunk.worker !== undefined) this.stalled.delete(chunk.worker);
-    if (chunk.pool !== undefined && this.retired.has(chunk.pool)) this.releaseRetired(chunk.pool);
     chunk.channel.settled(chunk, error);
     this.tellWaiting();
     this.lendIfIdle();
@@ -506,7 +513,9 @@ export class WorkerHost {
     const { progress } = chunk.request;
     if (progress !== undefined) Atomics.store(progress, MARK_CLAIM, CANCELLED);
     this.forgetQueued(chunk);
-    if (this.inFlight.delete(chunk)) this.tellWaiting();
+    if (!this.inFlight.delete(chunk)) return;
+    this.cancelled.add(chunk);
+    this.tellWaiting();
   }
 
   private forgetQueued(chunk: HostChunk): void {
@@ -534,7 +543,10 @@ export class WorkerHost {
       });
     }
     this.forgetQueued(chunk);
-    if (!this.inFlight.delete(chunk)) return;
+    const running = this.inFlight.delete(chunk);
+    this.cancelled.delete(chunk);
+    this.releaseIfRetired(chunk);
+    if (!running) return;
     chunk.channel.settled(chunk, new Error('stopped by parmap'));
     // A worker is free for the calls that wait, as when a chunk finishes: told nothing, calls that
     // had waited behind this one on a shared pool waited for ever.
@@ -555,8 +567,13 @@ export class WorkerHost {
     this.releaseRetired(old);
   }
 
+  private releaseIfRetired(chunk: HostChunk): void {
+    if (chunk.pool !== undefined && this.retired.has(chunk.pool)) this.releaseRetired(chunk.pool);
+  }
+
   private releaseRetired(pool: WorkerpoolPool): void {
     for (const chunk of this.inFlight) if (chunk.pool === pool) return;
+    for (const chunk of this.cancelled) if (chunk.pool === pool) return;
     this.retired.delete(pool);
     const handles = [...this.handles].filter((handle) => this.poolOf.get(handle) === pool);
     for (const handle of handles) this.handles.delete(handle);
@@ -693,6 +710,7 @@ export class WorkerHost {
       worker.abandon();
     }
     this.inFlight.clear();
+    this.cancelled.clear();
     this.queued.clear();
     clearInterval(this.takeBackTimer);
     this.cool();
