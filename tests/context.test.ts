@@ -241,6 +241,57 @@ describe('context: the value and how fn receives it', () => {
     }
   });
 
+  it('a context that throws a value that cannot be read is still a ParmapSetupError, on workers and with n: 1', async () => {
+    // With n: 1 the thrown value is the error's cause as it is, and adding the caller's frames
+    // read its stack: a revoked Proxy, or an Error whose message getter throws, replaced the
+    // ParmapSetupError with the getter's own error.
+    const { parmap } = await import('../dist/index.js');
+    // Each is whole in itself: a worker gets it by its source text.
+    const contexts: Record<string, () => unknown> = {
+      revokedProxy: () => {
+        const { proxy, revoke } = Proxy.revocable({}, {});
+        revoke();
+        throw proxy;
+      },
+      rejectsRevokedProxy: async () => {
+        const { proxy, revoke } = Proxy.revocable({}, {});
+        revoke();
+        throw proxy;
+      },
+      messageThrows: () => {
+        throw Object.defineProperty(new Error('no database'), 'message', {
+          get() {
+            throw new Error('no message');
+          },
+        });
+      },
+      nameThrows: async () => {
+        throw Object.defineProperty(new Error('no database'), 'name', {
+          get() {
+            throw new Error('no name');
+          },
+        });
+      },
+      stackThrows: () => {
+        throw Object.defineProperty(new Error('no database'), 'stack', {
+          get() {
+            throw new Error('no stack');
+          },
+        });
+      },
+    };
+    for (const n of [1, 2]) {
+      for (const [name, context] of Object.entries(contexts)) {
+        const error = await parmap((x: number) => x, [1, 2], { n, context }).then(
+          () => assert.fail('the call did not fail'),
+          (e: unknown) => e as Error,
+        );
+        assert.equal(error.name, 'ParmapSetupError', `n: ${n}, ${name}: ${String(error.message)}`);
+        assert.match(error.message, /context function threw/);
+      }
+    }
+  });
+
   it('teardown without context is a TypeError at the call', async () => {
     const { parmap } = await import('../dist/index.js');
     for (const n of [1, 2]) {

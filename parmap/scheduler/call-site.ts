@@ -27,9 +27,22 @@ export class CallSite {
     withCallSite.add(error);
     const callerFrames = callerFramesOf(this.captured.stack);
     if (callerFrames.length === 0) return;
-    const fnFrames = callerFramesOf(error.cause instanceof Error ? error.cause.stack : undefined);
+    const fnFrames = callerFramesOf(stackOf(error.cause));
     const stack = [`${error.name}: ${error.message}`, ...fnFrames, ...callerFrames].join('\n');
     Object.defineProperty(error, 'stack', { value: stack, writable: true, configurable: true });
+  }
+}
+
+/**
+ * The stack of what fn or a context threw, if it can be read: a revoked Proxy throws at
+ * `instanceof`, an Error whose message or name getter throws throws when its stack is formatted,
+ * and either had replaced the call's own error with that of the getter.
+ */
+function stackOf(thrown: unknown): string | undefined {
+  try {
+    return thrown instanceof Error && typeof thrown.stack === 'string' ? thrown.stack : undefined;
+  } catch {
+    return undefined;
   }
 }
 
