@@ -887,6 +887,18 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
     assert.match(stuck.stderr, /before every line was done: .*a promise that never settles/);
   });
 
+  it('-n 1: a --module whose import never settles ends the run with code 1, naming the module', async () => {
+    const module = join(dir, `never-loads-${++files}.mjs`);
+    writeFileSync(module, 'await new Promise(() => {});\nexport default (x) => x;\n');
+    const outcome = await cli(['-n', '1', '--module', module], '1\n2\n');
+    assertClean(outcome, 1);
+    assert.equal(outcome.stdout, '');
+    assert.equal(
+      outcome.stderr,
+      `parmap: the process ended while --module '${module}' was still loading, before any line was read: its top-level code awaits a promise that nothing is left to settle\n`,
+    );
+  });
+
   it('-n 1 runs the function as a worker does: require, import() and __dirname from the working directory', async () => {
     const fn =
       'async (w) => [require("./helper.cjs")(w), (await import("./score.mjs")).score(w), __dirname === process.cwd()].join(" ")';

@@ -56,7 +56,9 @@ export function functionFromText(text: string): (...args: never[]) => unknown {
  * `then` of its own would be called in its place.
  */
 export async function functionFromTextSettled(text: string): Promise<{ readonly fn: (...args: never[]) => unknown }> {
-  const { value, late } = await settledEvaluation(async () => ({ fn: functionFromText(text) }));
+  const { value, late } = await settledEvaluation(`the function ${shortQuote(text)}`, async () => ({
+    fn: functionFromText(text),
+  }));
   if (late.length > 0) throw evaluationFailed(text, late[0]);
   return value;
 }
@@ -70,6 +72,8 @@ export async function functionFromTextSettled(text: string): Promise<{ readonly 
  * awaited as it is, a `then` of its own would be called.
  */
 export async function settledEvaluation<T extends object>(
+  /** What is evaluated, as the command line gave it: named if the process ends meanwhile. */
+  what: string,
   evaluate: () => Promise<T>,
 ): Promise<{ readonly value: T; readonly late: readonly unknown[] }> {
   const late: unknown[] = [];
@@ -78,24 +82,29 @@ export async function settledEvaluation<T extends object>(
   };
   process.on('unhandledRejection', collect);
   process.on('uncaughtException', collect);
-  loading += 1;
+  loading.push(what);
   try {
     const value = await evaluate();
     // Node reports the promises left rejected once the current callback's microtasks are done.
     await new Promise((resolve) => setImmediate(resolve));
     return { value, late };
   } finally {
-    loading -= 1;
+    loading.splice(loading.indexOf(what), 1);
     process.off('unhandledRejection', collect);
     process.off('uncaughtException', collect);
   }
 }
 
-let loading = 0;
+const loading: string[] = [];
 
 /** Whether an error now is the function source's, which {@link settledEvaluation} reports. */
 export function loadingTheFunction(): boolean {
-  return loading > 0;
+  return loading.length > 0;
+}
+
+/** What is being evaluated now, if anything: `--module './score.mjs'`, or the function's text. */
+export function functionLoading(): string | undefined {
+  return loading[0];
 }
 
 function evaluationFailed(text: string, error: unknown): UsageError {

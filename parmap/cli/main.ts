@@ -7,7 +7,7 @@ import { fstatSync } from 'node:fs';
 import { constants } from 'node:os';
 import { type Command, parseCommandLine, UsageError } from './arguments.js';
 import { thrownText, withoutPrefix } from './failures.js';
-import { loadingTheFunction } from './function-text.js';
+import { functionLoading, loadingTheFunction } from './function-text.js';
 import { HELP, version } from './help.js';
 import { type CommandIo, EXIT, LinesDone, runMap } from './run.js';
 import { runWorker } from './worker.js';
@@ -123,6 +123,14 @@ function flushed(stream: NodeJS.WriteStream): Promise<void> {
  */
 process.on('exit', (exitCode) => {
   if (finished || serving) return;
+  const loading = functionLoading();
+  if (loading !== undefined) {
+    process.stderr.write(
+      `parmap: the process ended while ${loading} was still loading, before any line was read: its top-level code awaits a promise that nothing is left to settle\n`,
+    );
+    process.exitCode = EXIT.failed;
+    return;
+  }
   process.stderr.write(
     `parmap: the process ended (exit code ${exitCode}) before every line was done: the function called process.exit(), or returned a promise that never settles\n`,
   );

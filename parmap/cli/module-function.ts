@@ -52,7 +52,7 @@ export async function functionFromModule(source: ModuleSource, cwd: string): Pro
   const reference = moduleReference(source, cwd);
   let namespace: Readonly<Record<string, unknown>>;
   try {
-    const { value, late } = await settledEvaluation(async () => ({
+    const { value, late } = await settledEvaluation(given(source), async () => ({
       namespace: (await import(reference.module as string)) as Record<string, unknown>,
     }));
     if (late.length > 0) throw late[0];
