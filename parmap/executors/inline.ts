@@ -10,7 +10,7 @@ import { CANCELLED, type CallShape, type FunctionRef, MARK_CLAIM, MARK_STARTED, 
 import { unpacked } from '../transfer.js';
 import { runItems } from '../worker/chunk.js';
 import { createInvoker, isThenable, NO_CONTEXT } from '../worker/invoke.js';
-import { loadFunction, release, SetupProblem } from '../worker/prepare.js';
+import { contextThrew, loadFunction, release, SetupProblem } from '../worker/prepare.js';
 import { type ChunkTask, type Executor, type ExecutorListener, type ItemsStarted, itemsStartedOf } from './executor.js';
 
 type AnyFunction = (...args: unknown[]) => unknown;
@@ -136,7 +136,7 @@ export class InlineExecutor implements Executor {
         context = make();
         if (isThenable(context)) context = await context;
       } catch (error) {
-        throw new SetupProblem('the context function threw, so no item could run', error);
+        throw contextThrew(error);
       }
       this.context = { value: context, teardown };
     }

@@ -88,6 +88,11 @@ export class SetupProblem extends Error {
   }
 }
 
+/** The context function threw: said with what it threw, which the message alone must show. */
+export function contextThrew(thrown: unknown): SetupProblem {
+  return new SetupProblem(`the context function threw, so no item could run: ${describeThrown(thrown)}`, thrown);
+}
+
 /** Prepares a call, or says why it cannot run here. */
 export async function prepareCall(setup: CallSetup): Promise<PreparedCall | SetupFailure> {
   const missing = [setup.fn, setup.context, setup.teardown].flatMap((ref) =>
@@ -123,7 +128,7 @@ async function contextValue(setup: CallSetup): Promise<unknown> {
     value = make();
     if (isThenable(value)) value = await value;
   } catch (error) {
-    throw new SetupProblem('the context function threw, so no item could run', error);
+    throw contextThrew(error);
   }
   contexts.set(key, { value, teardown });
   return value;
