@@ -10,40 +10,17 @@ import { fileURLToPath } from 'node:url';
 import { ParmapScopeError } from '../errors.js';
 import type { SourceFunction } from '../protocol.js';
 import { IMPORT_META_NAME, IMPORT_NAME, isProvidedName } from '../worker/prelude.js';
+import { type AstNode, declaredAround, unresolvedReferences } from './free-names.js';
 
 /** What a worker needs to rebuild `fn`. */
 export type FunctionCode = SourceFunction;
 
-interface AstNode {
-  readonly type: string;
-  readonly start: number;
-  readonly end: number;
-  readonly [key: string]: unknown;
-}
-
 type Program = AstNode & { readonly body: readonly AstNode[] };
 
-interface Scope {
-  readonly set: ReadonlyMap<string, unknown>;
-  readonly upper: Scope | null;
-}
-
-interface Reference {
-  readonly identifier: AstNode & { readonly name: string };
-  /** The scope the reference is made in. */
-  readonly from: Scope;
-  isWriteOnly(): boolean;
-}
-
-interface ScopeManager {
-  readonly globalScope: { readonly through: readonly Reference[] };
-}
-
-// acorn, eslint-scope and serialize-javascript cost milliseconds to load; only calls that send a
-// function to workers pay for them, and only once.
+// acorn and serialize-javascript cost milliseconds to load; only calls that send a function to
+// workers pay for them, and only once.
 const lazyRequire = createRequire(import.meta.url);
 let acorn: { parse(text: string, options: object): AstNode } | undefined;
-let eslintScope: { analyze(ast: AstNode, options: object): ScopeManager } | undefined;
 let serializeJavascript: ((value: unknown, options?: object) => string) | undefined;
 
 const PARSE_OPTIONS = {
@@ -51,7 +28,6 @@ const PARSE_OPTIONS = {
   sourceType: 'module',
   allowReturnOutsideFunction: true,
   allowAwaitOutsideFunction: true,
-  ranges: true,
 } as const;
 
 // Workers compile fn in strict mode; sloppy-mode code is parsed this way only to say what it relies on.
@@ -68,15 +44,6 @@ function parse(text: string, options: object): Program | undefined {
   } catch {
     return undefined;
   }
-}
-
-function analyzeScopes(ast: AstNode, sourceType: 'module' | 'script'): ScopeManager {
-  eslintScope ??= lazyRequire('eslint-scope') as typeof eslintScope;
-  return (eslintScope as NonNullable<typeof eslintScope>).analyze(ast, {
-    ecmaVersion: 2022,
-    sourceType,
-    fallback: 'iteration',
-  });
 }
 
 /**
@@ -195,8 +162,8 @@ function sloppyReliance(parsed: ParsedFunction): string | undefined {
   if (contains(parsed.node, isCalleeAccess)) {
     return `${SLOPPY} uses \`arguments.callee\`, which throws in strict mode: call the function by a name of its own`;
   }
-  const undeclared = analyzeScopes(parsed.program, 'script')
-    .globalScope.through.filter((reference) => reference.isWriteOnly())
+  const undeclared = unresolvedReferences(parsed.program, 'script')
+    .filter((reference) => reference.writeOnly)
     .map((reference) => reference.identifier.name)
     .filter((name, index, names) => !(name in globalThis) && names.indexOf(name) === index);
   if (undeclared.length === 0) return undefined;
@@ -616,7 +583,7 @@ function analyze(source: string): { text: string; freeNames: string[] } {
   });
   const freeNames = new Set<string>();
   // `typeof x` is how code asks whether x exists; it is no use of x.
-  for (const reference of analyzeScopes(ast, 'module').globalScope.through) {
+  for (const reference of unresolvedReferences(ast, 'module')) {
     if (!typeofOperands.has(reference.identifier) && !declaredAround(reference)) {
       freeNames.add(reference.identifier.name);
     }
@@ -627,18 +594,6 @@ function analyze(source: string): { text: string; freeNames: string[] } {
     freeNames.add(replacement);
   }
   return { text, freeNames: [...freeNames] };
-}
-
-/**
- * Whether a scope around the reference declares its name. Scope analysis leaves every reference
- * inside a function that calls `eval()` unresolved (eval could declare anything), yet the
- * function's own parameters and variables are still there when it runs.
- */
-function declaredAround(reference: Reference): boolean {
-  for (let scope: Scope | null = reference.from; scope !== null; scope = scope.upper) {
-    if (scope.set.has(reference.identifier.name)) return true;
-  }
-  return false;
 }
 
 function children(node: AstNode): AstNode[] {
