@@ -88,6 +88,63 @@ describe('worker budget: no deadlock when calls wait on each other', () => {
   }
 });
 
+describe('worker budget: a pool call with nothing to send does not hold up the calls behind it', () => {
+  // A call asks for a worker when it has room to send but none is free, and waits in its pool's
+  // line. An array's end is found only when there is room for the next chunk, so a call can ask
+  // with nothing left to send; offered a worker, it sent nothing and stayed first in line, its
+  // results unread, and the call being read behind it never got the free worker.
+
+  it('offered a free worker when another call finishes a chunk', async () => {
+    // One worker: `second` asks while `first`'s only chunk runs; when that chunk is done, `first`
+    // asks too (to find its end), behind `second`, and is offered the worker when `second`'s first
+    // chunk is done.
+    const outcome = await runModule(`
+      const pool = createPool({ n: 1 });
+      const first = pool.map((x) => x + 1, [0])[Symbol.asyncIterator]();
+      const second = pool.map((x) => x * 2, range(3), { chunksize: 1 })[Symbol.asyncIterator]();
+      const firstResult = first.next();
+      const secondResults = [];
+      for (let step = await second.next(); !step.done; step = await second.next()) secondResults.push(step.value);
+      console.log(JSON.stringify([(await firstResult).value, secondResults]));
+      await pool.close();
+    `);
+    assert.deepEqual(lastJson(outcome), [1, [0, 2, 4]]);
+  });
+
+  it('offered the worker its pool gets back after lending it', async () => {
+    // A budget of 1: the pool lends its worker to `other`, whose fn holds it until both pool
+    // calls wait in line, `first` (all its chunks sent) ahead of `second`; `other` then ends
+    // and the pool gets the worker back.
+    const outcome = await runModule(`
+      setWorkerBudget(1);
+      const pool = createPool({ n: 1 });
+      const first = pool.map((x) => x, range(3), { chunksize: 1 })[Symbol.asyncIterator]();
+      const second = pool.map((x) => x * 2, range(3), { chunksize: 1 })[Symbol.asyncIterator]();
+      // [0]: other may return; [1]: other's fn runs.
+      const signals = new Int32Array(new SharedArrayBuffer(8));
+      const firstResults = [(await first.next()).value];
+      const other = parmap((x, signals) => {
+        Atomics.store(signals, 1, 1);
+        Atomics.notify(signals, 1);
+        Atomics.wait(signals, 0, 0);
+        return x + 10;
+      }, [0], { args: [signals] }).then((values) => values);
+      const running = Atomics.waitAsync(signals, 1, 0);
+      if (running.async) await running.value;
+      firstResults.push((await first.next()).value);
+      const secondStep = second.next();
+      Atomics.store(signals, 0, 1);
+      Atomics.notify(signals, 0);
+      const otherResults = await other;
+      const secondResults = [];
+      for (let step = await secondStep; !step.done; step = await second.next()) secondResults.push(step.value);
+      console.log(JSON.stringify([firstResults, otherResults, secondResults]));
+      await pool.close();
+    `);
+    assert.deepEqual(lastJson(outcome), [[0, 1], [10], [0, 2, 4]]);
+  });
+});
+
 describe('SharedArrayBuffer: shared with thread workers, not copied', () => {
   it('fn writes into a Float64Array over a SharedArrayBuffer passed in args; the caller sees it', async () => {
     const outcome = await runModule(`

@@ -207,6 +207,10 @@ export class WorkerHost {
     for (const channel of [...this.waiting]) {
       if (this.busy >= this.granted) return;
       channel.capacityChanged();
+      // Offered a free worker, it sent nothing: it has nothing to send now (its input ended after
+      // it asked, or it waits for more) and asks again when it has. Left first in line, it would
+      // keep the free worker from every call behind it, for ever.
+      if (this.busy < this.granted) this.stopWaiting(channel);
     }
   }
 
@@ -218,6 +222,8 @@ export class WorkerHost {
     // Grants are told after the current step: the scheduler may be in the middle of feeding.
     const lease = workerBudget.lease(this.options.workers, () =>
       queueMicrotask(() => {
+        // The calls that waited first, in turn: each sends, or leaves the line (see tellWaiting).
+        this.tellWaiting();
         this.tellCapacity();
         // Granted while its callers had stopped reading: nothing was sent, and others may wait.
         this.lendIfIdle();
