@@ -155,6 +155,29 @@ describe('createPool: calls and their options', () => {
       });
     });
 
+    it(`${workerType}: six streams of one pool read in turn, a result from each, all come out whole`, async () => {
+      // A zip of calls on one pool: a call whose input had ended stayed first in the line of calls
+      // waiting for a worker, and kept the free worker from the call being read (4 to 5 runs of 5 hung).
+      const outcome = await withPool(
+        workerType,
+        `
+        const streams = range(6).map((s) =>
+          pool.map((x, s) => x + s * 1000, range(30), { args: [s] })[Symbol.asyncIterator](),
+        );
+        const rows = [];
+        for (let i = 0; i < 30; i++) {
+          const row = [];
+          for (const stream of streams) row.push((await stream.next()).value);
+          rows.push(row);
+        }
+        const ends = await Promise.all(streams.map((stream) => stream.next()));
+        await pool.close();
+        console.log(JSON.stringify({ whole: rows.every((row, i) => row.every((v, s) => v === i + s * 1000)), ended: ends.every((end) => end.done) }));
+      `,
+      );
+      assert.deepEqual(lastJson(outcome), { whole: true, ended: true });
+    });
+
     // Intermittent with threads (about one run in ten here): the aborted call's threads are
     // stopped but not yet gone, workerpool hands the next call's chunks to them, they are lost
     // ("Workerpool Worker terminated Unexpectedly") and the next call never settles; nothing holds
