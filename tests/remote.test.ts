@@ -797,7 +797,9 @@ describe('remote backend: calls on parmap worker processes through Redis', { ski
         ).catch(async (error: unknown) => {
           throw new Error(`${(error as Error).message}; left: ${(await keysOf(name)).join(', ')}\n${allLogs()}`);
         });
-        assert.match(allLogs(), new RegExp(`: call ${name}: its caller is gone; removed its queue\\n`));
+        // The worker says so once the removal has returned, which may be after the keys are gone.
+        const said = new RegExp(`: call ${name}: its caller is gone; removed its queue\\n`);
+        await until('the worker to say it removed the queue', () => (said.test(allLogs()) ? true : undefined));
         await endedEverywhere(name);
         await connectionsClosed(name);
         assert.deepEqual(await keysOf(name), [], 'the workers leave nothing of the call either');
