@@ -7,7 +7,7 @@
 import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import { IdMap } from '../id-map.js';
 import type { ChunkReply, ChunkRequest, PortChunk, PortReply, WorkerEvent } from '../protocol.js';
-import { CANCELLED, MARK_CLAIM, MARK_STARTED, MARK_THREAD, RUN_CHUNK, UNCLAIMED } from '../protocol.js';
+import { CANCELLED, CLAIMED, MARK_CLAIM, MARK_STARTED, MARK_THREAD, RUN_CHUNK, UNCLAIMED } from '../protocol.js';
 import { transferList } from '../transfer.js';
 import { type Lease, workerBudget } from './budget.js';
 import type { ChunkTask, WorkerEnding } from './executor.js';
@@ -92,6 +92,11 @@ export class WorkerHost {
    * is stopped only once they are back too, and had been kept, with its workers, for ever.
    */
   private readonly cancelled = new ChunksInFlight();
+  /**
+   * Those of them that were queued on a thread's port, by their key there: a task settles when
+   * its thread is done with it, a queued chunk only when the port's answer comes, or its thread ends.
+   */
+  private readonly cancelledOnPort = new IdMap<HostChunk>();
   /**
    * Chunks queued on threads' ports, by their key in the port's messages. This table and the next
    * are {@link IdMap}s: a `Map` would keep every chunk's items and results alive (see id-map.ts).
@@ -404,10 +409,11 @@ export class WorkerHost {
     if (event.kind !== 'reply') return;
     const task = this.answeredOnPort.get(key);
     if (task !== undefined) task.reply = event.reply;
-    const chunk = this.queued.get(key);
+    const chunk = this.queued.get(key) ?? this.cancelledOnPort.get(key);
     if (chunk === undefined) return;
     chunk.reply = event.reply;
     this.queued.delete(key);
+    this.cancelledOnPort.delete(key);
     this.finish(chunk, undefined);
   }
 
@@ -443,10 +449,12 @@ export class WorkerHost {
 
   /** A thread ended: the chunks queued on it are lost with it. */
   private loseQueued(worker: WorkerHandle): void {
-    for (const [key, chunk] of this.queued) {
-      if (chunk.worker !== worker) continue;
-      this.queued.delete(key);
-      this.finish(chunk, new Error('the thread ended'));
+    for (const table of [this.queued, this.cancelledOnPort]) {
+      for (const [key, chunk] of table) {
+        if (chunk.worker !== worker) continue;
+        table.delete(key);
+        this.finish(chunk, new Error('the thread ended'));
+      }
     }
   }
 
@@ -517,18 +525,25 @@ export class WorkerHost {
    */
   cancelChunk(chunk: HostChunk): void {
     const { progress } = chunk.request;
-    if (progress !== undefined) Atomics.store(progress, MARK_CLAIM, CANCELLED);
-    this.forgetQueued(chunk);
+    const claim = progress === undefined ? undefined : Atomics.exchange(progress, MARK_CLAIM, CANCELLED);
+    const queuedAt = this.forgetQueued(chunk);
     if (!this.inFlight.delete(chunk)) return;
-    this.cancelled.add(chunk);
+    if (queuedAt === undefined) this.cancelled.add(chunk);
+    // A queued chunk its thread had not started is skipped unanswered; one it runs answers after
+    // its current item.
+    else if (claim === CLAIMED) this.cancelledOnPort.set(queuedAt, chunk);
     this.tellWaiting();
   }
 
-  private forgetQueued(chunk: HostChunk): void {
-    if (!chunk.queued) return;
+  /** No longer counts `chunk` as queued on its thread; gives the key it had there, if any. */
+  private forgetQueued(chunk: HostChunk): number | undefined {
+    if (!chunk.queued) return undefined;
     for (const [key, queued] of this.queued) {
-      if (queued === chunk) this.queued.delete(key);
+      if (queued !== chunk) continue;
+      this.queued.delete(key);
+      return key;
     }
+    return undefined;
   }
 
   /**
@@ -580,6 +595,7 @@ export class WorkerHost {
   private releaseRetired(pool: WorkerpoolPool): void {
     for (const chunk of this.inFlight) if (chunk.pool === pool) return;
     for (const chunk of this.cancelled) if (chunk.pool === pool) return;
+    for (const chunk of this.cancelledOnPort.values()) if (chunk.pool === pool) return;
     this.retired.delete(pool);
     const handles = [...this.handles].filter((handle) => this.poolOf.get(handle) === pool);
     for (const handle of handles) this.handles.delete(handle);
@@ -717,6 +733,7 @@ export class WorkerHost {
     }
     this.inFlight.clear();
     this.cancelled.clear();
+    this.cancelledOnPort.clear();
     this.queued.clear();
     clearInterval(this.takeBackTimer);
     this.cool();
