@@ -37,11 +37,17 @@ function parsed(text: string, sourceType: SourceType): AstNode | undefined {
 function oracle(program: AstNode, sourceType: SourceType): string[] {
   const manager = eslintScope.analyze(program as never, { ecmaVersion: 2022, sourceType, fallback: 'iteration' });
   return (manager.globalScope?.through ?? []).map((reference) => {
+    const { name, range } = reference.identifier as { name: string; range: [number, number] };
     let declared = false;
     for (let scope: eslintScope.Scope | null = reference.from; scope !== null; scope = scope.upper) {
-      if (scope.set.has(reference.identifier.name)) declared = true;
+      const variable = scope.set.get(name);
+      if (variable === undefined) continue;
+      // A parameter's default does not see the body's variables (it does see `arguments`).
+      const body = (scope.block as { body?: { range?: [number, number] } }).body?.range;
+      const inDefaults = scope.type === 'function' && body !== undefined && range[0] < body[0];
+      if (inDefaults && name !== 'arguments' && !variable.defs.some((def) => def.type === 'Parameter')) continue;
+      declared = true;
     }
-    const { name, range } = reference.identifier as { name: string; range: [number, number] };
     return `${name}@${range[0]} ${reference.isWriteOnly() ? 'write' : 'read'}${declared ? ' declared' : ''}`;
   });
 }
@@ -165,6 +171,14 @@ describe('free names match eslint-scope', () => {
       'outside',
     ]);
     assert.deepEqual(freeNames('(class { #p; m() { return this.#p + super.x + label } })'), ['label']);
+  });
+
+  it("a parameter's default that names a variable of the body needs the one around the function", () => {
+    // At run time the default reads the outer `limit` (the body's is not made yet): a worker
+    // without it threw a ReferenceError on every item, or read a global of the same name.
+    assert.deepEqual(freeNames('(x, max = limit) => { const limit = 0; return max }'), ['limit']);
+    assert.deepEqual(freeNames('function f(a = b) { var b; eval(s) }'), ['b', 'eval', 's']);
+    assert.deepEqual(freeNames('function f(a = arguments, b = a) { var c; return c }'), []);
   });
 
   it("reads names in import()'s options, which eslint-scope does not visit", () => {

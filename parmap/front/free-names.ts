@@ -74,11 +74,13 @@ export function unresolvedReferences(program: AstNode, sourceType: 'module' | 's
 
 /**
  * Whether a scope around the reference declares its name: what an unresolved reference inside a
- * function that calls `eval()` (or in a parameter's default, naming a body's variable) still sees.
+ * function that calls `eval()` still sees. A parameter's default sees the other parameters and
+ * `arguments`, not the body's variables: `(a = b) => { var b }` reads the `b` around the function.
  */
 export function declaredAround(reference: Reference): boolean {
+  const { name } = reference.identifier;
   for (let scope: Scope | undefined = reference.from; scope !== undefined; scope = scope.upper) {
-    if (scope.names.has(reference.identifier.name)) return true;
+    if (name === 'arguments' ? scope.names.has(name) : resolves(scope, reference)) return true;
   }
   return false;
 }
