@@ -899,6 +899,17 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
     );
   });
 
+  it('-n 1: a --module that calls process.exit() as it loads ends the run with code 1, saying so', async () => {
+    const module = join(dir, `exits-${++files}.mjs`);
+    writeFileSync(module, 'process.exit(0);\nexport default (x) => x;\n');
+    const outcome = await cli(['-n', '1', '--module', module], '1\n');
+    assertClean(outcome, 1);
+    assert.match(
+      outcome.stderr,
+      /was still loading, before any line was read: its top-level code called process\.exit\(0\)\n$/,
+    );
+  });
+
   it('-n 1 runs the function as a worker does: require, import() and __dirname from the working directory', async () => {
     const fn =
       'async (w) => [require("./helper.cjs")(w), (await import("./score.mjs")).score(w), __dirname === process.cwd()].join(" ")';

@@ -121,12 +121,21 @@ function flushed(stream: NodeJS.WriteStream): Promise<void> {
  * promise of the function that never settles leaves Node nothing to wait for: either way results
  * are missing, which the exit code must say.
  */
+// Node runs out of work ('beforeExit') only when nothing is left to settle what is awaited;
+// `process.exit()` ends the process without it.
+let ranDry = false;
+process.on('beforeExit', () => {
+  ranDry = true;
+});
 process.on('exit', (exitCode) => {
   if (finished || serving) return;
   const loading = functionLoading();
   if (loading !== undefined) {
+    const why = ranDry
+      ? 'its top-level code awaits a promise that nothing is left to settle'
+      : `its top-level code called process.exit(${exitCode})`;
     process.stderr.write(
-      `parmap: the process ended while ${loading} was still loading, before any line was read: its top-level code awaits a promise that nothing is left to settle\n`,
+      `parmap: the process ended while ${loading} was still loading, before any line was read: ${why}\n`,
     );
     process.exitCode = EXIT.failed;
     return;
