@@ -182,6 +182,25 @@ describe('createPool: calls and their options', () => {
       assert.deepEqual(lastJson(outcome), { whole: true, ended: true });
     });
 
+    it(`${workerType}: a call with a context aborted while its items never end leaves the pool working`, async () => {
+      // With a context, a call that ends lets its workers finish their current item; one that
+      // never ends had kept its worker for ever, and the next call waited for it for ever.
+      const outcome = await withPool(
+        workerType,
+        `
+        const controller = new AbortController();
+        const spin = (x) => { if (x < 2) for (;;); return x };
+        const started = pool.map(spin, range(4), { chunksize: 1, context: () => 0, signal: controller.signal });
+        setTimeout(() => controller.abort(), 200);
+        const aborted = await started.catch((e) => e.name);
+        const next = (await pool.map((x) => x + 1, range(4))).join();
+        await pool.close();
+        console.log(JSON.stringify({ aborted, next }));
+      `,
+      );
+      assert.deepEqual(lastJson(outcome), { aborted: 'AbortError', next: '1,2,3,4' });
+    });
+
     // Intermittent with threads (about one run in ten here): the aborted call's threads are
     // stopped but not yet gone, workerpool hands the next call's chunks to them, they are lost
     // ("Workerpool Worker terminated Unexpectedly") and the next call never settles; nothing holds

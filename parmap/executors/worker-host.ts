@@ -13,7 +13,13 @@ import { type Lease, workerBudget } from './budget.js';
 import type { ChunkTask, WorkerEnding } from './executor.js';
 import type { WorkerHandle } from './node-workers.js';
 import { newProgressPrefix, ProgressFileReader, removeProgressFiles } from './progress-file.js';
-import { type PoolSettings, startWorkerpool, stopWorkers, type WorkerpoolPool } from './workerpool-pool.js';
+import {
+  type PoolSettings,
+  STOP_GRACE_MS,
+  startWorkerpool,
+  stopWorkers,
+  type WorkerpoolPool,
+} from './workerpool-pool.js';
 
 export { isWorkerTermination } from './workerpool-pool.js';
 
@@ -42,6 +48,8 @@ export interface HostChunk {
   /** A process's marks for it, as last read from the worker's progress file once the worker ended. */
   endMarks?: Int32Array | undefined;
   reply: ChunkReply | undefined;
+  /** Given up gracefully: stops its worker if the chunk is still running when it fires. */
+  graceTimer?: NodeJS.Timeout;
 }
 
 /** What a host tells the call a chunk belongs to. */
@@ -161,9 +169,13 @@ export class WorkerHost {
     return this.lease?.granted ?? 0;
   }
 
-  /** Workers running a chunk sent as a task (a queued chunk needs no worker of its own). */
+  /**
+   * Workers running a chunk sent as a task (a queued chunk needs no worker of its own), the
+   * chunks given up but still running among them: a chunk sent while they run would wait in
+   * workerpool's queue, and if their worker is stopped it is never sent.
+   */
   get busy(): number {
-    return this.inFlight.size - this.queued.size;
+    return this.inFlight.size - this.queued.size + this.cancelled.size;
   }
 
   get closed(): boolean {
@@ -439,6 +451,7 @@ export class WorkerHost {
       if (worker !== undefined) this.stalled.add(worker);
       this.forgetQueued(chunk);
       this.inFlight.delete(chunk);
+      this.releaseIfRetired(chunk);
       chunk.channel.takenBack(chunk);
     }
     if (this.queued.size === 0) {
@@ -459,11 +472,16 @@ export class WorkerHost {
   }
 
   private finish(chunk: HostChunk, error: unknown): void {
+    clearTimeout(chunk.graceTimer);
     if (chunk.replyKey !== undefined) this.answeredOnPort.delete(chunk.replyKey);
     const running = this.inFlight.delete(chunk);
-    this.cancelled.delete(chunk);
+    const givenUp = this.cancelled.delete(chunk);
     this.releaseIfRetired(chunk);
-    if (!running) return;
+    if (!running) {
+      // Its worker is free again, for the calls that wait.
+      if (givenUp) this.tellWaiting();
+      return;
+    }
     if (chunk.worker !== undefined) this.stalled.delete(chunk.worker);
     chunk.channel.settled(chunk, error);
     this.tellWaiting();
@@ -528,10 +546,28 @@ export class WorkerHost {
     const claim = progress === undefined ? undefined : Atomics.exchange(progress, MARK_CLAIM, CANCELLED);
     const queuedAt = this.forgetQueued(chunk);
     if (!this.inFlight.delete(chunk)) return;
-    if (queuedAt === undefined) this.cancelled.add(chunk);
     // A queued chunk its thread had not started is skipped unanswered; one it runs answers after
     // its current item.
-    else if (claim === CLAIMED) this.cancelledOnPort.set(queuedAt, chunk);
+    const running = queuedAt === undefined || claim === CLAIMED;
+    if (queuedAt === undefined) this.cancelled.add(chunk);
+    else if (running) this.cancelledOnPort.set(queuedAt, chunk);
+    if (running) {
+      // Its current item may never end, and nothing watches its timeout once its call has ended:
+      // left running, it kept its worker from every later call on the pool.
+      chunk.graceTimer = setTimeout(() => this.stopCancelled(chunk), STOP_GRACE_MS).unref();
+    } else {
+      this.releaseIfRetired(chunk);
+    }
+    this.tellWaiting();
+  }
+
+  /** A chunk given up gracefully that still runs after the grace: its worker is stopped. */
+  private stopCancelled(chunk: HostChunk): void {
+    const onPort = [...this.cancelledOnPort].find(([, each]) => each === chunk);
+    if (!this.cancelled.delete(chunk) && onPort === undefined) return;
+    if (onPort !== undefined) this.cancelledOnPort.delete(onPort[0]);
+    this.stopWorkerOf(chunk);
+    this.releaseIfRetired(chunk);
     this.tellWaiting();
   }
 
@@ -552,17 +588,7 @@ export class WorkerHost {
    * keep the process alive meanwhile.
    */
   stopChunk(chunk: HostChunk): void {
-    const worker = this.workerOf(chunk);
-    if (worker !== undefined) {
-      if (!this.stopping && this.poolOf.get(worker) === this.pool) this.retirePool();
-      this.handles.delete(worker);
-      worker.abandon();
-      this.dying.add(worker);
-      void worker.exited.then(() => {
-        this.dying.delete(worker);
-        this.keepAlive();
-      });
-    }
+    this.stopWorkerOf(chunk);
     this.forgetQueued(chunk);
     const running = this.inFlight.delete(chunk);
     this.cancelled.delete(chunk);
@@ -573,6 +599,19 @@ export class WorkerHost {
     // had waited behind this one on a shared pool waited for ever.
     this.tellWaiting();
     this.applyHold();
+  }
+
+  private stopWorkerOf(chunk: HostChunk): void {
+    const worker = this.workerOf(chunk);
+    if (worker === undefined) return;
+    if (!this.stopping && this.poolOf.get(worker) === this.pool) this.retirePool();
+    this.handles.delete(worker);
+    worker.abandon();
+    this.dying.add(worker);
+    void worker.exited.then(() => {
+      this.dying.delete(worker);
+      this.keepAlive();
+    });
   }
 
   /**

@@ -45,7 +45,7 @@ function workerScript(): string {
 }
 
 /** How long workers told to stop may take (to release context values) before they are killed. */
-const STOP_GRACE_MS = 2_500;
+export const STOP_GRACE_MS = 2_500;
 
 /** What a pool is made with. */
 export interface PoolSettings {
