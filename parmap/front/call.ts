@@ -112,22 +112,18 @@ function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: P
   const known = job.knownLength;
   // No more workers than items, when the number of items is known.
   const workers = known === undefined ? job.n : Math.max(1, Math.min(job.n, known));
+  // What a call's executor needs whether it runs on a pool's workers or on workers of its own.
+  const common = {
+    setupId: setup.id,
+    setup: payload,
+    maxMemory: job.maxMemory,
+    graceful: job.context !== undefined,
+    watchesTime: job.timeout !== undefined,
+  };
   return (listener: ExecutorListener) => {
     if (placement.kind === 'pool') {
-      return new WorkerpoolExecutor(
-        placement.host,
-        {
-          setupId: setup.id,
-          setup: payload,
-          setupWithStart: false,
-          workerType: placement.workerType,
-          maxMemory: job.maxMemory,
-          ownsHost: false,
-          graceful: job.context !== undefined,
-          watchesTime: job.timeout !== undefined,
-        },
-        listener,
-      );
+      const options = { ...common, setupWithStart: false, workerType: placement.workerType, ownsHost: false };
+      return new WorkerpoolExecutor(placement.host, options, listener);
     }
     const threads = job.workerType === 'thread';
     const host = new WorkerHost({
@@ -136,20 +132,8 @@ function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: P
       maxMemory: job.maxMemory,
       threadSetup: threads ? payload : undefined,
     });
-    return new WorkerpoolExecutor(
-      host,
-      {
-        setupId: setup.id,
-        setup: payload,
-        setupWithStart: threads,
-        workerType: job.workerType,
-        maxMemory: job.maxMemory,
-        ownsHost: true,
-        graceful: job.context !== undefined,
-        watchesTime: job.timeout !== undefined,
-      },
-      listener,
-    );
+    const options = { ...common, setupWithStart: threads, workerType: job.workerType, ownsHost: true };
+    return new WorkerpoolExecutor(host, options, listener);
   };
 }
 
