@@ -201,6 +201,61 @@ describe('createPool: calls and their options', () => {
       assert.deepEqual(lastJson(outcome), { aborted: 'AbortError', next: '1,2,3,4' });
     });
 
+    it(`${workerType}: calls left early (break, abort, an item's error) keep the pool's workers warm`, async () => {
+      // A call that ended stopped the workers still running its chunks: the pool started a new
+      // worker for most such calls, and lost what a warm worker had (about 35 ms per thread).
+      // Now they finish their current item and stay.
+      const outcome = await withPool(
+        workerType,
+        `
+        const { subscribe } = await import('node:diagnostics_channel');
+        let started = 0;
+        subscribe('worker_threads', () => started++);
+        subscribe('child_process', () => started++);
+        const busy = (x) => { const end = Date.now() + 3; while (Date.now() < end); if (x === -1) throw new Error('bad item'); return x };
+        const items = range(200);
+        await pool.map(busy, range(4), { chunksize: 1 });
+        const warm = started;
+        const ends = [];
+        for (let round = 0; round < 3; round++) {
+          for await (const _ of pool.map(busy, items, { chunksize: 1 })) break;
+          const controller = new AbortController();
+          try {
+            for await (const _ of pool.map(busy, items, { chunksize: 1, signal: controller.signal })) controller.abort();
+          } catch (e) { ends.push(e.name) }
+          ends.push(await pool.map(busy, [1, -1, ...items], { chunksize: 1 }).catch((e) => e.name));
+        }
+        const after = (await pool.map((x) => x + 1, range(10))).join();
+        await pool.close();
+        console.log(JSON.stringify({ warm, startedSince: started - warm, ends, after }));
+      `,
+      );
+      assert.deepEqual(lastJson(outcome), {
+        warm: 2,
+        startedSince: 0,
+        ends: Array(3).fill(['AbortError', 'ParmapTaskError']).flat(),
+        after: '1,2,3,4,5,6,7,8,9,10',
+      });
+    });
+
+    it(`${workerType}: a call aborted while its items never end leaves the pool working`, async () => {
+      // Its workers are let finish their current item; one still on it after the grace is stopped.
+      const outcome = await withPool(
+        workerType,
+        `
+        const controller = new AbortController();
+        const spin = (x) => { if (x < 2) for (;;); return x };
+        const started = pool.map(spin, range(4), { chunksize: 1, signal: controller.signal });
+        setTimeout(() => controller.abort(), 200);
+        const aborted = await started.catch((e) => e.name);
+        const next = (await pool.map((x) => x + 1, range(4))).join();
+        await pool.close();
+        console.log(JSON.stringify({ aborted, next }));
+      `,
+      );
+      assert.deepEqual(lastJson(outcome), { aborted: 'AbortError', next: '1,2,3,4' });
+    });
+
     // Intermittent with threads (about one run in ten here): the aborted call's threads are
     // stopped but not yet gone, workerpool hands the next call's chunks to them, they are lost
     // ("Workerpool Worker terminated Unexpectedly") and the next call never settles; nothing holds

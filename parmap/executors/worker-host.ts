@@ -758,17 +758,19 @@ export class WorkerHost {
   private async shutdown(): Promise<void> {
     this.stopping = true;
     for (const channel of this.channels) channel.hostClosed();
-    for (const chunk of this.inFlight) {
-      const worker = this.workerOf(chunk);
-      if (worker === undefined) continue;
-      if (this.graceful) {
-        // It finishes its current item, then takes workerpool's stop and releases its context.
-        const { progress } = chunk.request;
-        if (progress !== undefined) Atomics.store(progress, MARK_CLAIM, CANCELLED);
-        continue;
+    if (this.graceful) {
+      // Each finishes its current item, then takes workerpool's stop and releases its context.
+      for (const { request } of this.inFlight) {
+        if (request.progress !== undefined) Atomics.store(request.progress, MARK_CLAIM, CANCELLED);
       }
-      this.handles.delete(worker);
-      worker.abandon();
+    } else {
+      // Nothing to release: busy workers, and those finishing a chunk given up, are ended now.
+      for (const chunk of [...this.inFlight, ...this.cancelled, ...this.cancelledOnPort.values()]) {
+        const worker = this.workerOf(chunk);
+        if (worker === undefined) continue;
+        this.handles.delete(worker);
+        worker.abandon();
+      }
     }
     this.inFlight.clear();
     this.cancelled.clear();
