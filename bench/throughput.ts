@@ -21,10 +21,26 @@ import {
 } from './measure.js';
 import { handWrittenPool } from './reference.js';
 import { addToSummary, Table, throughputTarget } from './report.js';
+import { handWrittenStream } from './streaming-reference.js';
 
 const increment = (x: number) => x + 1;
 const same = (text: string) => text;
 const AT_LEAST_095 = { least: 0.95, text: '>= 0.95' };
+
+/**
+ * The cheapest async iterator there is, over values already computed: what `for await` itself
+ * costs per result, with no worker and no message, which no streamed call can get under.
+ */
+function readyValues<T>(values: readonly T[]): AsyncIterable<T> {
+  let index = 0;
+  const iterator: AsyncIterator<T> = {
+    next: () =>
+      Promise.resolve(
+        index < values.length ? { value: values[index++] as T, done: false } : { value: undefined, done: true },
+      ),
+  };
+  return { [Symbol.asyncIterator]: () => iterator };
+}
 
 /** The reference as the performance issue sets it: chunks of 1,000, two in flight per worker. */
 function reference<T, R>(fn: (item: T) => R, items: readonly T[]): Contender {
@@ -52,17 +68,42 @@ async function trivialNumbers(): Promise<void> {
         },
       },
       { name: 'Array.map (one core)', run: () => items.map(increment) },
+      {
+        name: 'hand-written stream, for await',
+        run: async () => {
+          const results: number[] = [];
+          const options = { workers: WORKERS, chunkSize: 1_000, chunksInFlightPerWorker: 2 };
+          for await (const result of handWrittenStream<number, number>(String(increment), items, options)) {
+            results.push(result);
+          }
+          return results;
+        },
+      },
+      {
+        name: 'for await alone',
+        run: async () => {
+          const results: number[] = [];
+          for await (const result of readyValues(items.map(increment))) results.push(result);
+          return results;
+        },
+      },
     ],
     rounds(9),
     sameArrayAs(items.map(increment)),
   );
-  const [handWritten = 0, awaited = 0, streamed = 0, serial = 0] = measured.medians;
+  const [handWritten = 0, awaited = 0, streamed = 0, serial = 0, handStreamed = 0, floor = 0] = measured.medians;
   const table = new Table('1. 200,000 trivial items (x => x + 1), 2 workers, start-up included');
   table.add('', 'time', 'items/s');
   table.add('hand-written pool (reference)', ms(handWritten), perSecond(items.length, handWritten));
   table.add('await parmap(...)', ms(awaited), perSecond(items.length, awaited));
   table.add('for await (const r of parmap(...))', ms(streamed), perSecond(items.length, streamed));
   table.add('Array.map on one core (for scale)', ms(serial), perSecond(items.length, serial));
+  table.add(
+    'hand-written pool streamed, for await (for scale)',
+    ms(handStreamed),
+    perSecond(items.length, handStreamed),
+  );
+  table.add('for await alone, over ready values (the floor)', ms(floor), perSecond(items.length, floor));
   table.print(roundsNote(measured.rounds));
   console.log(
     `  ${throughputTarget('200k trivial, array', { parmap: awaited, reference: handWritten }, AT_LEAST_095)}`,
