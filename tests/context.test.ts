@@ -119,6 +119,51 @@ describe('context and teardown: one resource per worker, released however the ca
     assert.deepEqual(lastJson(outcome), { error: 'ParmapTaskError', teardowns: 2 });
   });
 
+  for (const mode of ['thread', 'process'] as const) {
+    it(`${mode}: a context still being made when the pool closes is finished, then released`, async () => {
+      // Told to stop while its context awaited, a worker released the contexts it had (none yet)
+      // and exited: one that was made a moment later was never released (process workers lost
+      // most teardowns when a call was aborted during its start-up).
+      const outcome = await runModule(`
+        const net = await import('node:net');
+        const sockets = [];
+        const said = [];
+        let closing;
+        const server = net.createServer((socket) => {
+          socket.on('error', () => {});
+          socket.on('data', (data) => {
+            for (const word of String(data).split('\\n').filter(Boolean)) {
+              said.push(word);
+              // Both contexts wait for a go: the pool is closed then, and the go comes later.
+              if (word === 'making' && sockets.push(socket) === 2) {
+                closing = pool.close();
+                setTimeout(() => { for (const each of sockets) each.write('go') }, 300);
+              }
+            }
+          });
+        }).listen(0, '127.0.0.1');
+        await new Promise((resolve) => server.once('listening', resolve));
+        const port = server.address().port;
+        const context = () => new Promise((resolve) => {
+          const socket = require('node:net').connect(port, '127.0.0.1', () => socket.write('making\\n'));
+          socket.once('data', () => { socket.write('made\\n'); resolve(socket) });
+        });
+        const teardown = (socket) => new Promise((resolve) => socket.end('bye\\n', resolve));
+        const pool = createPool({ n: 2, workerType: '${mode}' });
+        const error = await pool.map((x, socket) => x, [0, 1], { chunksize: 1, context, teardown, scope: { port } }).catch((e) => e);
+        await closing;
+        await new Promise((resolve) => server.close(resolve));
+        const count = (word) => said.filter((each) => each === word).length;
+        console.log(JSON.stringify({ error: error?.message, made: count('made'), bye: count('bye') }));
+      `);
+      assert.deepEqual(lastJson(outcome), {
+        error: 'parmap: the pool was closed while this call was running',
+        made: 2,
+        bye: 2,
+      });
+    });
+  }
+
   // After a break, a process worker takes workerpool's stop message while its chunk is still
   // running (fn awaits between items): the teardown runs, and the chunk's next item then starts
   // with the released value. With the socket of the scenarios above, fn writes after end() and the

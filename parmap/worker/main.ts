@@ -30,7 +30,7 @@ import {
 } from '../protocol.js';
 import { decode, encodeList } from '../transfer.js';
 import { type ItemThrew, runItems } from './chunk.js';
-import { type PreparedCall, prepareCall, releaseContexts } from './prepare.js';
+import { type PreparedCall, prepareCall, releaseContexts, stopMakingContexts } from './prepare.js';
 import { type ProgressFile, progressFile } from './progress-file.js';
 import { watchParent } from './watchdog.js';
 
@@ -224,12 +224,19 @@ let current: { readonly running: Promise<unknown>; readonly marks: Int32Array } 
 
 async function stop(): Promise<void> {
   stopping = true;
+  stopMakingContexts();
   if (current !== undefined) current.marks[MARK_CLAIM] = CANCELLED;
-  // An async item may be awaiting: its context must outlive it.
+  // An async item may be awaiting: its context must outlive it. A context still being made is
+  // waited for too, to be released: released before it was made, it was never released (process
+  // workers told to stop during a call's start-up lost the teardown of most contexts).
+  let timer: NodeJS.Timeout | undefined;
   await Promise.race([
-    current?.running.catch(() => undefined),
-    new Promise((resolve) => setTimeout(resolve, RELEASE_LIMIT_MS)),
+    Promise.allSettled([current?.running, ...calls.values()]),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, RELEASE_LIMIT_MS);
+    }),
   ]);
+  clearTimeout(timer);
   await releaseContexts(RELEASE_LIMIT_MS);
   if (inProcess) await flushOutput(RELEASE_LIMIT_MS);
 }

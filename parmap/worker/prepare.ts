@@ -101,7 +101,7 @@ export async function prepareCall(setup: CallSetup): Promise<PreparedCall | Setu
   if (missing.length > 0) return { missing: [...new Set(missing)] };
   try {
     const fn = await loadFunction(setup.fn, setup.callerFile, 'fn');
-    const context = setup.context === undefined ? NO_CONTEXT : await contextValue(setup);
+    const context = setup.context === undefined ? NO_CONTEXT : (await contextValue(setup)).value;
     return {
       invoke: createInvoker(fn, setup.shape, context),
       onError: setup.onError,
@@ -115,14 +115,26 @@ export async function prepareCall(setup: CallSetup): Promise<PreparedCall | Setu
   }
 }
 
-async function contextValue(setup: CallSetup): Promise<unknown> {
+/** Set once the worker is told to stop: a context not yet begun is not made, only to be released. */
+let stopped = false;
+
+export function stopMakingContexts(): void {
+  stopped = true;
+}
+
+/**
+ * The context value, boxed: an async function's result is read for a `then`, which would run a
+ * getter of the value's (or trip on a revoked Proxy) outside the context's own checks.
+ */
+async function contextValue(setup: CallSetup): Promise<{ readonly value: unknown }> {
   const ref = setup.context as FunctionRef;
   const key = JSON.stringify([ref, setup.teardown ?? null]);
   const made = contexts.get(key);
-  if (made !== undefined) return made.value;
+  if (made !== undefined) return made;
   const make = await loadFunction(ref, setup.callerFile, 'context');
   const teardown =
     setup.teardown === undefined ? undefined : await loadFunction(setup.teardown, setup.callerFile, 'teardown');
+  if (stopped) throw new SetupProblem('the worker was stopped before it made the context');
   let value: unknown;
   try {
     value = make();
@@ -130,8 +142,9 @@ async function contextValue(setup: CallSetup): Promise<unknown> {
   } catch (error) {
     throw contextThrew(error);
   }
-  contexts.set(key, { value, teardown });
-  return value;
+  const context = { value, teardown };
+  contexts.set(key, context);
+  return context;
 }
 
 /**
@@ -144,7 +157,7 @@ export async function releaseContexts(limitMs: number): Promise<void> {
     try {
       await release(value, teardown);
     } catch (error) {
-      process.stderr.write(`parmap: releasing a worker's context failed: ${String(error)}\n`);
+      process.stderr.write(`parmap: releasing a worker's context failed: ${describeThrown(error)}\n`);
     }
   });
   contexts.clear();
