@@ -596,6 +596,14 @@ function define(target: object, key: string, value: unknown, enumerable: boolean
   }
 }
 
+/**
+ * `value instanceof type`, false where asking throws: a revoked Proxy throws at `instanceof`, and
+ * any value a caller's code throws or an input's iterator rejects with reaches parmap's checks.
+ */
+export function isInstance<T>(value: unknown, type: abstract new (...args: never[]) => T): value is T {
+  return attempt(() => value instanceof type, false);
+}
+
 function isError(value: unknown): value is Error {
   return attempt(() => value instanceof Error, false) || types.isNativeError(value);
 }

@@ -130,6 +130,22 @@ describe('odd inputs', { concurrency: 3 }, () => {
         assert.equal(lastJson(outcome), 'same error');
       });
 
+      it(`a ${kind} input whose next() throws a revoked Proxy rejects with it, also with progress (${mode.name})`, async () => {
+        // Asking whether it was an AbortError threw, and parmap's own TypeError replaced it.
+        const outcome = await runScenario(
+          `const { proxy: failure, revoke } = Proxy.revocable({}, {});
+           revoke();
+           const same = [];
+           for (const extra of [{}, { progress: () => {} }]) {
+             try { await parmap((x) => x, ${throwingInput}, { ...${mode.options}, ...extra }); same.push('resolved') }
+             catch (e) { same.push(e === failure) }
+           }
+           console.log(JSON.stringify(same))`,
+        );
+        assertClean(outcome);
+        assert.deepEqual(lastJson(outcome), [true, true]);
+      });
+
       it(`a ${kind} input whose next() throws: for await yields the results before it, then throws it (${mode.name})`, async () => {
         const outcome = await runScenario(
           `const failure = new Error('input broke');

@@ -5,7 +5,15 @@
  * thread cannot be interrupted, so a sync item is judged when it returns); `retries` and
  * `maxMemory` have no worker to act on.
  */
-import { cloneProblem, isTimeoutError, ParmapError, ParmapSetupError, ParmapTimeoutError } from '../errors.js';
+import {
+  cloneProblem,
+  describeThrown,
+  isInstance,
+  isTimeoutError,
+  ParmapError,
+  ParmapSetupError,
+  ParmapTimeoutError,
+} from '../errors.js';
 import { CANCELLED, type CallShape, type FunctionRef, MARK_CLAIM, MARK_STARTED, newChunkMarks } from '../protocol.js';
 import { unpacked } from '../transfer.js';
 import { runItems } from '../worker/chunk.js';
@@ -200,5 +208,7 @@ function setupFailure(error: unknown): Error {
   if (error instanceof SetupProblem) {
     return new ParmapSetupError(`parmap: the call could not be prepared: ${error.message}`, { cause: error.cause });
   }
-  return error instanceof Error ? error : new ParmapError(String(error));
+  return isInstance(error, Error)
+    ? error
+    : new ParmapError(`parmap: the call could not be prepared: ${describeThrown(error)}`, { cause: error });
 }

@@ -5,7 +5,7 @@
  * frames, as the worker saw them, then the frames that led to the call.
  */
 import { fileURLToPath } from 'node:url';
-import { ParmapError } from '../errors.js';
+import { isInstance, ParmapError } from '../errors.js';
 
 /** parmap's own files (the built package), whose frames say nothing to the caller. */
 const OWN_FILES = fileURLToPath(new URL('../../', import.meta.url));
@@ -23,7 +23,7 @@ export class CallSite {
 
   /** Gives a parmap error, once, the stack described above; other values are left alone. */
   attach(error: unknown): void {
-    if (!(error instanceof ParmapError) || withCallSite.has(error)) return;
+    if (!isInstance(error, ParmapError) || withCallSite.has(error)) return;
     withCallSite.add(error);
     const callerFrames = callerFramesOf(this.captured.stack);
     if (callerFrames.length === 0) return;

@@ -3,14 +3,14 @@
  * its input into a fold (`grouping.ts`), then hands out what was folded, counting on the step's
  * row of the board as it reads.
  */
-import { AbortError, nameStage } from '../errors.js';
+import { AbortError, isInstance, nameStage } from '../errors.js';
 import { type BoardRow, type Ending, ProgressTracker } from './progress.js';
 
 type Items = Iterable<unknown> | AsyncIterable<unknown>;
 
 /** How a run ended, from the error it ended with. */
 export function endingOf(error: unknown): Ending {
-  return error instanceof AbortError ? 'aborted' : 'failed';
+  return isInstance(error, AbortError) ? 'aborted' : 'failed';
 }
 
 /** What a keyed step folds its pairs into. */

@@ -2,7 +2,7 @@
  * What `parmap()` returns: an async iterable of results that is also a promise of their array.
  * Nothing starts until it is awaited or iterated; each result object runs its call once.
  */
-import { AbortError } from '../errors.js';
+import { AbortError, isInstance } from '../errors.js';
 import { CallSite } from './call-site.js';
 import type { Ending, ProgressTracker } from './progress.js';
 
@@ -29,7 +29,7 @@ export function finishProgress(
       ? completed
         ? 'done'
         : 'stopped'
-      : failure.error instanceof AbortError
+      : isInstance(failure.error, AbortError)
         ? 'aborted'
         : 'failed';
   try {
