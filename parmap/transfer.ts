@@ -89,12 +89,20 @@ const PACK_AT_LEAST = 64;
  * number comes back the same (-0, NaN and the infinities too); any other element leaves the list
  * to {@link encode}.
  */
-export function encodeList(values: ChunkValues): Payload {
+export function encodeList(values: ChunkValues, sharing: Sharing = 'shared'): Payload {
   // Numbers kept packed cross as a copy: the copy may be moved to a thread, the caller keeps its own.
   if (values instanceof Float64Array) return { numbers: values.slice() };
   if (packable(values)) return { numbers: packInto(new Float64Array(values.length), values) };
-  return encode(values);
+  // The list is parmap's own array (a chunk's items or results): only its elements need a look.
+  const size = plainElementsSize(values, 0);
+  return size === undefined ? serialized(values, sharing) : { plain: values, size };
 }
+
+/**
+ * Where the value goes: a thread shares the memory of typed arrays over a SharedArrayBuffer; a
+ * child process cannot, and such a view is refused with an error saying so.
+ */
+export type Sharing = 'shared' | 'unshared';
 
 /** Whether a list is numbers only, and long enough to be worth packing. */
 function packable(values: readonly unknown[]): boolean {
@@ -175,10 +183,13 @@ function unpackNumbers(numbers: Float64Array): number[] {
 }
 
 /** Wraps `value` for the trip. Throws (as structured clone would) when a value cannot be sent. */
-export function encode(value: unknown): Payload {
+export function encode(value: unknown, sharing: Sharing = 'shared'): Payload {
   const size = plainSize(value, 0);
-  if (size !== undefined) return { plain: value, size };
-  const serializer = new ViewSerializer();
+  return size === undefined ? serialized(value, sharing) : { plain: value, size };
+}
+
+function serialized(value: unknown, sharing: Sharing): EncodedPayload {
+  const serializer = new ViewSerializer(sharing === 'shared');
   serializer.writeHeader();
   serializer.writeValue(value);
   const bytes = serializer.releaseBuffer();
@@ -199,16 +210,10 @@ export function decode(payload: Payload): unknown {
  * serializer, and never shared memory, which cannot leave this process.
  */
 export function toBytes(value: unknown): Uint8Array {
-  const serializer = new ViewSerializer();
+  const serializer = new ViewSerializer(false, 'another machine');
   serializer.writeHeader();
   serializer.writeValue(value);
-  const bytes = serializer.releaseBuffer();
-  if (serializer.shared.length > 0) {
-    throw new TypeError(
-      'shared memory (a view of a SharedArrayBuffer) cannot go to another machine: copy it into an ordinary typed array',
-    );
-  }
-  return bytes;
+  return serializer.releaseBuffer();
 }
 
 /** Reads bytes made by {@link toBytes}. */
@@ -255,6 +260,13 @@ export function transferList(payloads: readonly (Payload | undefined)[]): ArrayB
 const MAX_PLAIN_DEPTH = 6;
 
 /**
+ * Arrays inside a value longer than this go to the serializer: telling whether an array has
+ * properties besides its elements means listing its keys (about 70 ns each), and a property that
+ * holds a Buffer, a function or a shared view must not reach the channel's own clone.
+ */
+const MAX_PLAIN_ARRAY = 1024;
+
+/**
  * The approximate size of a value that is plain data, or `undefined` as soon as some part of it
  * is not: a view, a class instance, a Map, a Proxy, a function. The walk stops there, so a value
  * that is not plain costs little to check.
@@ -279,21 +291,8 @@ function plainSize(value: unknown, depth: number): number | undefined {
   const prototype = Object.getPrototypeOf(value);
   let size = 8;
   if (Array.isArray(value)) {
-    if (prototype !== Array.prototype) return undefined;
-    // Numbers and strings, the usual items, are sized here rather than by a call each: a chunk
-    // of numbers is checked in half the time.
-    for (let i = 0; i < value.length; i++) {
-      const part: unknown = value[i];
-      if (typeof part === 'number') size += 9;
-      else if (typeof part === 'string') size += part.length + 5;
-      else {
-        const partSize = plainSize(part, depth + 1);
-        if (partSize === undefined) return undefined;
-        size += partSize;
-      }
-    }
-    // Holes and other own properties travel as the serializer would carry them: it is the same one.
-    return size;
+    if (prototype !== Array.prototype || value.length > MAX_PLAIN_ARRAY || !elementsOnly(value)) return undefined;
+    return plainElementsSize(value, depth);
   }
   if (prototype !== Object.prototype && prototype !== null) return undefined;
   for (const key of Object.keys(value)) {
@@ -302,6 +301,33 @@ function plainSize(value: unknown, depth: number): number | undefined {
     size += key.length + part;
   }
   return size;
+}
+
+/**
+ * The size of an array's elements, if each is plain data. Numbers and strings, the usual items,
+ * are sized here rather than by a call each: a chunk of numbers is checked in half the time.
+ * Holes travel as the serializer would carry them: it is the same one.
+ */
+function plainElementsSize(values: readonly unknown[], depth: number): number | undefined {
+  let size = 8;
+  for (let i = 0; i < values.length; i++) {
+    const part: unknown = values[i];
+    if (typeof part === 'number') size += 9;
+    else if (typeof part === 'string') size += part.length + 5;
+    else {
+      const partSize = plainSize(part, depth + 1);
+      if (partSize === undefined) return undefined;
+      size += partSize;
+    }
+  }
+  return size;
+}
+
+/** Whether an array's own enumerable keys are indices only (keys list indices first, then names). */
+function elementsOnly(array: readonly unknown[]): boolean {
+  const keys = Object.keys(array);
+  const last = keys[keys.length - 1];
+  return last === undefined || /^(?:0|[1-9]\d*)$/.test(last);
 }
 
 const VIEW_TYPES = [
@@ -335,11 +361,28 @@ const SHARED_MEMORY = 1;
 class ViewSerializer extends DefaultSerializer {
   readonly shared: SharedArrayBuffer[] = [];
 
+  /**
+   * @param sharing whether views of shared memory may go (to a thread, as that very memory)
+   * @param destination where the value goes when they may not, as an error names it
+   */
+  constructor(
+    private readonly sharing: boolean,
+    private readonly destination = 'a process worker',
+  ) {
+    super();
+  }
+
   _writeHostObject(object: object): void {
     const view = object as ArrayBufferView;
     this.writeUint32(viewTypeIndex(view));
     const { buffer, byteOffset, byteLength } = viewMemory(view);
     if (types.isSharedArrayBuffer(buffer)) {
+      if (!this.sharing) {
+        throw new TypeError(
+          `shared memory (a view of a SharedArrayBuffer) cannot go to ${this.destination}: copy it into an ordinary typed array` +
+            (this.destination === 'a process worker' ? `, or use workerType: 'thread', whose workers share it` : ''),
+        );
+      }
       let index = this.shared.indexOf(buffer);
       if (index < 0) index = this.shared.push(buffer) - 1;
       this.writeUint32(SHARED_MEMORY);

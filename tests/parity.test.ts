@@ -41,8 +41,24 @@ const leaf = fc.oneof(
   buffer,
 );
 const { value } = fc.letrec((tie) => ({
-  value: fc.oneof({ depthSize: 'small' }, leaf, tie('array'), tie('sparse'), tie('object'), tie('map'), tie('set')),
+  value: fc.oneof(
+    { depthSize: 'small' },
+    leaf,
+    tie('array'),
+    tie('sparse'),
+    tie('named'),
+    tie('object'),
+    tie('map'),
+    tie('set'),
+  ),
   array: fc.array(tie('value'), { maxLength: 4 }),
+  // An array with properties besides its elements: a Buffer there had become a Uint8Array.
+  named: fc
+    .tuple(
+      fc.array(tie('value'), { maxLength: 3 }),
+      fc.dictionary(fc.stringMatching(/^[a-z]{1,4}$/), tie('value'), { minKeys: 1, maxKeys: 2 }),
+    )
+    .map(([elements, named]) => Object.assign(elements, named)),
   sparse: fc.sparseArray(tie('value'), { maxLength: 6, maxNumElements: 3 }),
   object: fc.dictionary(fc.string({ maxLength: 4 }), tie('value'), { maxKeys: 4, noNullPrototype: true }),
   map: fc.array(fc.tuple(key, tie('value')), { maxLength: 3 }).map((entries) => new Map(entries)),
@@ -135,6 +151,52 @@ describe('values come back as Array.map gives them', () => {
       );
     });
   }
+});
+
+describe('values that cannot go to a worker fail the call, naming their item, wherever they hide', () => {
+  // Hidden in a property of an array, or a view of shared memory going to a process: they reached
+  // the channel's own copy, which threw inside the pool library, out of the caller's reach (the
+  // process died), or, past the first chunk, lost the chunk (the call never settled).
+  const hiddenFunction = 'Object.assign([1, 2], { onDone: () => {} })';
+  const cases = [
+    { name: 'a function on an array', workerType: 'thread', item: hiddenFunction, says: /could not be cloned/ },
+    { name: 'a function on an array', workerType: 'process', item: hiddenFunction, says: /could not be cloned/ },
+    {
+      name: 'a view of shared memory',
+      workerType: 'process',
+      item: 'new Int32Array(new SharedArrayBuffer(8))',
+      says: /shared memory .* cannot go to a process worker/,
+    },
+  ] as const;
+  for (const { name, workerType, item, says } of cases) {
+    for (const at of [0, 30]) {
+      it(`${name}, item ${at} of 40 (${workerType})`, async () => {
+        const outcome = await runScenario(`
+          const items = range(40).map((i) => (i === ${at} ? ${item} : i));
+          const error = await parmap((x) => x, items, { n: 2, workerType: '${workerType}', chunksize: 4 }).catch((e) => e);
+          console.log(JSON.stringify({ name: error?.name, index: error?.index, message: String(error?.message) }));
+        `);
+        const report = lastJson<{ name: string; index: number; message: string }>(outcome);
+        assert.equal(report.name, 'ParmapCloneError', report.message);
+        assert.equal(report.index, at);
+        assert.match(report.message, says);
+      });
+    }
+  }
+
+  it('a function on an array in args or kwargs is a TypeError naming the option, at the call', () => {
+    const withMethod = Object.assign([1], { cb: () => 0 });
+    for (const workerType of ['thread', 'process'] as const) {
+      assert.throws(() => parmap((x: number) => x, [1], { n: 2, workerType, args: [withMethod] }), {
+        name: 'TypeError',
+        message: /^`args` cannot be sent to workers/,
+      });
+      assert.throws(() => parmap((x: number) => x, [1], { n: 2, workerType, kwargs: { withMethod } }), {
+        name: 'TypeError',
+        message: /^`kwargs` cannot be sent to workers/,
+      });
+    }
+  });
 });
 
 describe('streamed numbers come back exactly, chunk after chunk', () => {

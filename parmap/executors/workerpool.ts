@@ -108,10 +108,11 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
       return;
     }
     let items: Payload;
+    const sharing = this.options.workerType === 'thread' ? 'shared' : 'unshared';
     try {
-      items = encodeList(task.items);
+      items = encodeList(task.items, sharing);
     } catch (error) {
-      const at = firstUnsendable(task.items, encode);
+      const at = firstUnsendable(task.items, (item) => encode(item, sharing));
       queueMicrotask(() => this.listener.outcome(task.id, { kind: 'unsendable', at, cause: error }));
       return;
     }

@@ -108,7 +108,9 @@ function callSetup(fn: Callable, job: Job, callerFile: string): CallSetup {
 
 function workerExecutor(fn: Callable, job: Job, callerFile: string, placement: Placement): ExecutorFactory {
   const setup = callSetup(fn, job, callerFile);
-  const payload = encodeSetup(setup, job, encode);
+  const workerType = placement.kind === 'pool' ? placement.workerType : job.workerType;
+  const sharing = workerType === 'thread' ? 'shared' : 'unshared';
+  const payload = encodeSetup(setup, job, (value) => encode(value, sharing));
   const known = job.knownLength;
   // No more workers than items, when the number of items is known.
   const workers = known === undefined ? job.n : Math.max(1, Math.min(job.n, known));
