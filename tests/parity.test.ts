@@ -153,6 +153,57 @@ describe('values come back as Array.map gives them', () => {
   }
 });
 
+describe('a sparse array as input: fn runs on no hole, as in Array.prototype.map', () => {
+  // fn had been called with undefined for each hole: x => x * 2 gave NaN where map leaves a hole.
+  /** `values` with holes at `holes`. */
+  const withHoles = (values: number[], holes: readonly number[]): number[] => {
+    for (const at of holes) delete values[at];
+    return values;
+  };
+  const sparse = withHoles(
+    Array.from({ length: 210 }, (_, i) => i),
+    [1, 3, 4, 100, 207, 209],
+  );
+  const twice = (x: number) => x * 2;
+  const modes = [
+    { name: 'threads', options: { n: 2 } },
+    { name: 'processes', options: { n: 2, workerType: 'process' } },
+    { name: 'n: 1', options: { n: 1 } },
+    { name: 'threads, async fn, items overlapping', options: { n: 2, concurrency: 4 } },
+  ] as const;
+  for (const { name, options } of modes) {
+    it(`map leaves the holes, filter and flatMap skip them, chunk by chunk (${name})`, async () => {
+      const fn: (x: number) => unknown = 'concurrency' in options ? async (x: number) => x * 2 : twice;
+      for (const chunksize of ['auto', 1, 3] as const) {
+        assert.deepStrictEqual(await parmap(fn, sparse, { ...options, chunksize }), sparse.map(twice));
+        assert.deepStrictEqual(
+          await parmap.filter((x: number) => x !== 3, sparse, { ...options, chunksize }),
+          sparse.filter((x) => x !== 3),
+        );
+        assert.deepStrictEqual(
+          await parmap.flatMap((x: number) => [x, x], sparse, { ...options, chunksize }),
+          sparse.flatMap((x) => [x, x]),
+        );
+      }
+    });
+  }
+
+  it('an item of a sparse input that fails, with onError: return, leaves the holes around it', async () => {
+    const failAt3 = (x: number) => {
+      if (x === 3) throw new Error('three');
+      return x;
+    };
+    const results = await parmap(failAt3, withHoles([1, 2, 3, 4, 5], [1, 3]), {
+      n: 2,
+      chunksize: 5,
+      onError: 'return',
+    });
+    assert.equal(results.length, 5);
+    assert.deepEqual(Object.keys(results), ['0', '2', '4']);
+    assert.equal((results[2] as Error).name, 'ParmapTaskError');
+  });
+});
+
 describe('values that cannot go to a worker fail the call, naming their item, wherever they hide', () => {
   // Hidden in a property of an array, or a view of shared memory going to a process: they reached
   // the channel's own copy, which threw inside the pool library, out of the caller's reach (the
@@ -176,7 +227,8 @@ describe('values that cannot go to a worker fail the call, naming their item, wh
           const error = await parmap((x) => x, items, { n: 2, workerType: '${workerType}', chunksize: 4 }).catch((e) => e);
           console.log(JSON.stringify({ name: error?.name, index: error?.index, message: String(error?.message) }));
         `);
-        const report = lastJson<{ name: string; index: number; message: string }>(outcome);
+        assertClean(outcome);
+        const report = lastJson(outcome) as { name: string; index: number; message: string };
         assert.equal(report.name, 'ParmapCloneError', report.message);
         assert.equal(report.index, at);
         assert.match(report.message, says);

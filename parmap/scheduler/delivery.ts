@@ -39,6 +39,26 @@ export function fill(results: ChunkResults, position: number, value: unknown): v
   results.filled?.add(position);
 }
 
+/**
+ * Puts the results of a task's first `count` places, from the worker's `values` (by place in the
+ * task). A hole there, an item that was a hole of a sparse array, stays a hole, as in
+ * `Array.prototype.map`'s result.
+ */
+export function fillPlaces(
+  results: ChunkResults,
+  positions: readonly number[],
+  values: ArrayLike<unknown>,
+  count: number,
+): void {
+  results.filled ??= new Set();
+  for (let at = 0; at < count; at++) {
+    const position = positions[at] as number;
+    const value = values[at];
+    if (value === undefined && !(at in values)) results.filled.add(position);
+    else fill(results, position, value);
+  }
+}
+
 /** A failure on its way to the caller. */
 export interface Failure {
   readonly error: unknown;
@@ -88,6 +108,8 @@ export function stageResults(
   const kept: unknown[] = [];
   for (let place = 0; place < items.length; place++) {
     const value = values[place];
+    // A hole of a sparse input, which filter and flatMap skip.
+    if (value === undefined && !(place in values)) continue;
     if (failed?.has(place)) kept.push(value);
     else if (stage === 'flatMap') spreadInto(kept, value);
     else if (value) kept.push(items[place]);

@@ -159,7 +159,11 @@ class JoinedInPlace<R> {
 
   add(chunk: ArrayLike<R>): void {
     const { all, filled } = this;
-    for (let i = 0; i < chunk.length; i++) all[filled + i] = chunk[i] as R;
+    for (let i = 0; i < chunk.length; i++) {
+      const value = chunk[i] as R;
+      // A hole (an item that was a hole of a sparse input) stays one.
+      if (value !== undefined || i in chunk) all[filled + i] = value;
+    }
     this.filled += chunk.length;
   }
 

@@ -19,7 +19,7 @@ import { IdMap } from '../id-map.js';
 import type { Job } from '../job.js';
 import { NumberBuffers, unpacked } from '../transfer.js';
 import { ChunkSizer, chunkByteLimit } from './chunking.js';
-import { type ChunkResults, Delivery, type Failure, fill } from './delivery.js';
+import { type ChunkResults, Delivery, type Failure, fill, fillPlaces } from './delivery.js';
 import { type Chunk, Feeder } from './feeder.js';
 import type { TakenInput } from './input.js';
 import { itemErrorOf, lossError } from './item-errors.js';
@@ -289,7 +289,7 @@ export class CallRun<R> implements ChunkRun<R> {
     const task: Task = { ...template, id: this.nextTaskId++ };
     const executor = this.executor as Executor;
     const { chunk } = task.results;
-    const items = task.whole ? chunk.items : task.positions.map((position) => chunk.items[position]);
+    const items = task.whole ? chunk.items : itemsAt(chunk.items, task.positions);
     const start = chunk.start + (task.positions[0] ?? 0);
     this.running.set(task.id, { task, watch: { seen: 0, seenAt: [], timedOutAt: undefined } });
     if (this.job.timeout !== undefined && executor.stoppable) this.watch();
@@ -333,8 +333,7 @@ export class CallRun<R> implements ChunkRun<R> {
       if (task.attempts === 0) this.sizer.record(reply.values.length, reply.ms, reply.bytes);
       if (reply.bytes !== undefined) this.recount(results, reply.bytes);
     } else {
-      results.filled ??= new Set();
-      for (const [at, position] of task.positions.entries()) fill(results, position, reply.values[at]);
+      fillPlaces(results, task.positions, reply.values, task.positions.length);
     }
     for (const failure of reply.failures ?? []) {
       const index = this.indexOf(task, failure.at);
@@ -390,12 +389,11 @@ export class CallRun<R> implements ChunkRun<R> {
     const { results } = task;
     if (!this.job.ordered && before !== undefined && before.length > 0) {
       // Unordered, what finished before the failure is simply handed out before it.
-      const items = task.positions.slice(0, before.length).map((position) => results.chunk.items[position]);
+      const items = itemsAt(results.chunk.items, task.positions.slice(0, before.length));
       this.delivery.early(items, before);
       this.unconsumed++;
     } else if (before !== undefined && before.length > 0) {
-      results.filled ??= new Set();
-      for (const [place, value] of before.entries()) fill(results, task.positions[place] as number, value);
+      fillPlaces(results, task.positions, before, before.length);
     }
     if (!task.whole) results.filled ??= new Set();
     this.fail({ error, sequence: results.chunk.sequence, within: { results, position: task.positions[at] as number } });
@@ -588,6 +586,16 @@ function indicesOf(places: TaskPlaces | Task): number[] {
 
 /** `[0, 1, ..., count - 1]`, shared between chunks of the same size: never changed, only sliced. */
 const places = new Map<number, readonly number[]>();
+/** The items at some places of a chunk; a hole (of a sparse input) stays a hole, not `undefined`. */
+function itemsAt(items: ArrayLike<unknown>, positions: readonly number[]): unknown[] {
+  const picked = new Array<unknown>(positions.length);
+  for (let at = 0; at < positions.length; at++) {
+    const position = positions[at] as number;
+    if (position in items) picked[at] = items[position];
+  }
+  return picked;
+}
+
 function placesOf(count: number): readonly number[] {
   let found = places.get(count);
   if (found === undefined) {

@@ -82,6 +82,17 @@ export async function runItems(items: readonly unknown[], run: ItemsRun): Promis
   }
 }
 
+/**
+ * Whether place `at` of a sparse array holds nothing: `Array.prototype.map` calls fn on no hole
+ * and leaves one in its place among the results, as a run of a chunk does.
+ */
+export function isHole(values: ArrayLike<unknown>, at: number): boolean {
+  return !(at in values);
+}
+
+/** What an item that is a hole leaves among the results: nothing. */
+const HOLE = Symbol('hole');
+
 /** Why {@link runWhileSync} stopped before the end. */
 type SyncStop =
   | { readonly at: number; readonly pending: PromiseLike<unknown> }
@@ -107,9 +118,11 @@ function runWhileSync(
     if (marks[MARK_CLAIM] === CANCELLED) return undefined;
     marks[MARK_STARTED] = at + 1;
     if (onMarks !== undefined) onMarks();
+    const item = items[at];
+    if (item === undefined && isHole(items, at)) continue;
     let value: unknown;
     try {
-      value = invoke(items[at]);
+      value = invoke(item);
       // Reading `then` runs the result's own code (a getter, a Proxy), which may throw too.
       if (isThenable(value)) return { at, pending: value };
     } catch (thrown) {
@@ -165,6 +178,10 @@ class Overlap {
       }
       const at = this.next++;
       run.marks[MARK_STARTED] = at + 1;
+      if (items[at] === undefined && isHole(items, at)) {
+        this.settle(at, true, HOLE);
+        continue;
+      }
       run.marks[MARK_SYNC] = at + 1;
       run.onMarks?.();
       let value: unknown;
@@ -201,8 +218,9 @@ class Overlap {
 
   private settle(at: number, ok: boolean, value: unknown): void {
     this.settled[at] = 1;
-    if (ok) this.results.values[at] = value;
-    else if (this.run.onError === 'return') this.results.failed(at, value);
+    if (ok) {
+      if (value !== HOLE) this.results.values[at] = value;
+    } else if (this.run.onError === 'return') this.results.failed(at, value);
     else {
       this.stopping = true;
       if (this.firstFailure === undefined || at < this.firstFailure.at) this.firstFailure = { at, thrown: value };
