@@ -859,6 +859,28 @@ describe('remote backend: calls on parmap worker processes through Redis', { ski
       assert.deepEqual(await client.keys('lonely:*'), [], 'the call should leave nothing in Redis');
     });
 
+    it('Redis stops answering mid-call (SIGSTOP): a ParmapRemoteError says so, and the call does not hang', async () => {
+      // A Redis that is there but answers nothing fails no command: the call had waited for ever.
+      const stopped = await startRedis();
+      try {
+        const call = parmap((x: number) => x, range(4), {
+          backend: { redis: stopped.url, secret: 's', prefix: 'stopped', waitForWorkers: 120_000 },
+        }).then(
+          () => new Error('the call returned'),
+          (error: unknown) => error,
+        );
+        await until('the call to be in Redis', () =>
+          stopped.cli('KEYS', 'stopped:*').trim() === '' ? undefined : true,
+        );
+        stopped.signal('SIGSTOP');
+        const error = await within(call, 'the call', 30_000);
+        assert.ok(error instanceof ParmapRemoteError, String(error));
+        assert.match(error.message, /lost Redis at redis:\/\/127\.0\.0\.1:\d+: it stopped answering/);
+      } finally {
+        await stopped.stop();
+      }
+    });
+
     it('Redis is not listening: a ParmapRemoteError says it cannot be reached', async () => {
       const { remote, message } = await failureInChild(`{ redis: 'redis://127.0.0.1:1', secret: 's' }`);
       assert.equal(remote, true, message);

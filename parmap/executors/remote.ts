@@ -44,6 +44,13 @@ const TICK_MS = 1_000;
 const CHUNKS_PER_SLOT = 2;
 /** Failed ticks in a row (Redis not answering) after which the call fails. */
 const MAX_FAILED_TICKS = 5;
+/**
+ * How long a tick waits for Redis's answers before it counts as failed: a Redis that is there but
+ * does not answer (stopped, or stuck) fails no command, and the call had waited for ever.
+ */
+const TICK_ANSWER_MS = 2_000;
+/** How long the call's removal from Redis, and the closing of its connections, may wait for answers. */
+const CLOSE_ANSWER_MS = 2_000;
 
 interface Connected {
   readonly client: RedisClient;
@@ -65,6 +72,8 @@ export class RemoteExecutor implements Executor {
   private slots = 0;
   private ticker: NodeJS.Timeout | undefined;
   private failedTicks = 0;
+  /** A tick waits for Redis: the next one is skipped rather than piled behind it. */
+  private ticking = false;
   /** Since when chunks have waited with no worker alive (ms). */
   private lonelySince: number | undefined;
   private hasFailed = false;
@@ -131,22 +140,10 @@ export class RemoteExecutor implements Executor {
   /** Renews the call's record, counts live workers, and fails the call if none has come in time. */
   private async tick(): Promise<void> {
     const connected = this.connected;
-    if (connected === undefined || this.closing !== undefined) return;
+    if (connected === undefined || this.closing !== undefined || this.ticking) return;
+    this.ticking = true;
     try {
-      if ((await connected.client.expire(this.keys.call(this.name), CALL_RECORD_TTL_S)) === 0) {
-        // Without its record, workers take the call for one whose caller died, and remove it.
-        this.fail(
-          new ParmapRemoteError(
-            `the call's keys vanished from Redis at ${this.call.remote.where} (was it flushed or restarted?)`,
-          ),
-        );
-        return;
-      }
-      const slots = await workerSlots(connected.client, this.keys);
-      this.failedTicks = 0;
-      const grew = slots > this.slots;
-      this.slots = slots;
-      if (grew) this.listener.capacityChanged();
+      await answeredWithin(this.renew(connected), TICK_ANSWER_MS);
     } catch (error) {
       if (++this.failedTicks >= MAX_FAILED_TICKS) {
         this.fail(
@@ -154,8 +151,28 @@ export class RemoteExecutor implements Executor {
         );
       }
       return;
+    } finally {
+      this.ticking = false;
     }
     this.checkServed();
+  }
+
+  /** The tick's work with Redis: the record renewed, and the live workers counted. */
+  private async renew(connected: Connected): Promise<void> {
+    if ((await connected.client.expire(this.keys.call(this.name), CALL_RECORD_TTL_S)) === 0) {
+      // Without its record, workers take the call for one whose caller died, and remove it.
+      this.fail(
+        new ParmapRemoteError(
+          `the call's keys vanished from Redis at ${this.call.remote.where} (was it flushed or restarted?)`,
+        ),
+      );
+      return;
+    }
+    const slots = await workerSlots(connected.client, this.keys);
+    this.failedTicks = 0;
+    const grew = slots > this.slots;
+    this.slots = slots;
+    if (grew) this.listener.capacityChanged();
   }
 
   private checkServed(): void {
@@ -245,7 +262,7 @@ export class RemoteExecutor implements Executor {
     const connected = this.connected;
     if (connected === undefined) return;
     const { client, queue, events } = connected;
-    try {
+    const removal = async () => {
       await client
         .multi()
         .srem(this.keys.calls, this.name)
@@ -253,11 +270,18 @@ export class RemoteExecutor implements Executor {
         .publish(this.keys.announce, `-${this.name}`)
         .exec();
       await queue.obliterate({ force: true });
+    };
+    try {
+      await answeredWithin(removal(), CLOSE_ANSWER_MS);
     } catch {
-      // Redis went away: the record expires on its own, and a worker removes the queue it finds
-      // without a record.
+      // Redis went away, or does not answer: the record expires on its own, and a worker removes
+      // the queue it finds without a record.
     }
-    await Promise.allSettled([events.close(), queue.close()]);
+    const closed = Promise.allSettled([events.close(), queue.close()]);
+    // A Redis that does not answer would hold the closing connections, and the call, for ever.
+    await answeredWithin(closed, CLOSE_ANSWER_MS).catch(() =>
+      Promise.allSettled([events.disconnect(), queue.disconnect()]),
+    );
     client.disconnect();
   }
 }
@@ -269,4 +293,17 @@ function jobIdOf(id: number): string {
 
 function idOfJob(jobId: string): number {
   return /^k\d+$/.test(jobId) ? Number(jobId.slice(1)) : -1;
+}
+
+/** `work`, or a rejection once `ms` have passed without its answer. */
+async function answeredWithin<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
