@@ -151,6 +151,8 @@ export type ChunkReply =
       readonly values: Payload;
       readonly ms: number;
       readonly failures?: readonly ItemFailure[];
+      /** fn returned promises, so items overlapped (for chunk sizing). */
+      readonly awaited?: boolean;
     }
   | { readonly kind: 'threw'; readonly at: number; readonly thrown: ThrownReport; readonly before?: Payload }
   | { readonly kind: 'uncloneable'; readonly at: number; readonly message: string }
@@ -235,6 +237,8 @@ export type RemoteOutcome =
       readonly values: unknown[];
       readonly ms: number;
       readonly failures?: readonly ItemFailure[] | undefined;
+      /** fn returned promises, so items overlapped (for chunk sizing). */
+      readonly awaited?: boolean | undefined;
     }
   | {
       readonly kind: 'threw';

@@ -33,6 +33,27 @@ describe('concurrency: async items overlap their waits', { timeout: 60_000 }, ()
     });
   }
 
+  for (const n of [1, 2]) {
+    it(`overlaps items that each wait long, a chunk's worth of time alone (n: ${n})`, async () => {
+      // A single item waiting 150 ms is more than the least work worth a message, so chunks held
+      // one item each and nothing overlapped: 32 items of 200 ms took 3.3 s on n: 2, not 0.4 s.
+      const slow = async (x: number) => {
+        const state = globalThis as { inFlight?: number; peak?: number };
+        state.inFlight = (state.inFlight ?? 0) + 1;
+        state.peak = Math.max(state.peak ?? 0, state.inFlight);
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        state.inFlight--;
+        return [x, state.peak] as const;
+      };
+      const results = await parmap(slow, range(24), { n, concurrency: 8 });
+      assert.deepEqual(
+        results.map(([x]) => x),
+        range(24),
+      );
+      assert.equal(Math.max(...results.map(([, seen]) => seen)), 8);
+    });
+  }
+
   it('runs async items one after another with concurrency: 1', async () => {
     const results = await parmap(measuresOverlap, range(40), { n: 2, concurrency: 1 });
     assert.deepEqual(new Set(results.map(([, seen]) => seen)), new Set([1]));

@@ -53,20 +53,34 @@ describe('chunk sizer', () => {
   });
 
   it('keeps the bytes of a chunk (items and results) under its limit, whatever the item count', () => {
-    const sizer = new ChunkSizer('auto', 2, 100_000, 1_000_000);
+    const sizer = new ChunkSizer('auto', 2, 100_000, { maxBytes: 1_000_000 });
     sizer.record(10, 0.001, 100_000); // 10 KB per item, both ways together
     assert.equal(sizer.next(0), 100);
     sizer.record(100, 0.01, 100 * 400_000); // larger items now: the average is what counts
     assert.equal(sizer.next(110), Math.floor(1_000_000 / ((100_000 + 40_000_000) / 110)));
-    const huge = new ChunkSizer('auto', 2, 100, 1_000_000);
+    const huge = new ChunkSizer('auto', 2, 100, { maxBytes: 1_000_000 });
     huge.record(1, 1, 50_000_000);
     assert.equal(huge.next(1), 1, 'an item larger than the limit still goes, alone');
   });
 
   it('measures bytes only from chunks that crossed to a worker', () => {
-    const sizer = new ChunkSizer('auto', 2, 1_000_000, 1_000);
+    const sizer = new ChunkSizer('auto', 2, 1_000_000, { maxBytes: 1_000 });
     sizer.record(1000, 0.001); // the in-thread run: nothing crossed
     assert.equal(sizer.next(0), MAX_AUTO_CHUNK);
+  });
+
+  it('gives an fn that returns promises chunks of at least `concurrency` items, or an even share of the rest', () => {
+    // One item waiting 200 ms was a whole chunk's worth of time: chunks of one, nothing overlapped.
+    const known = new ChunkSizer('auto', 2, 1_000, { concurrency: 32 });
+    known.record(1, 200, undefined, true);
+    assert.equal(known.next(1), 32);
+    assert.equal(known.next(990), 5, 'an even share of the last items per worker');
+    const stream = new ChunkSizer('auto', 2, undefined, { concurrency: 16 });
+    stream.record(1, 200, undefined, true);
+    assert.equal(stream.next(1), 16);
+    const sync = new ChunkSizer('auto', 2, 1_000, { concurrency: 32 });
+    sync.record(1, 200);
+    assert.equal(sync.next(1), 1, 'a sync fn of 200 ms an item still goes one item at a time');
   });
 
   it('splits the bytes in flight between the chunks that may be on their way', () => {

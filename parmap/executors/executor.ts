@@ -57,6 +57,8 @@ export type ChunkOutcome =
       readonly values: ChunkValues;
       /** Time the worker spent on the items (for chunk sizing). */
       readonly ms: number;
+      /** fn returned promises, so the items overlapped (for chunk sizing). */
+      readonly awaited?: boolean | undefined;
       /** Bytes the items and results took on their way, when they crossed (for chunk sizing). */
       readonly bytes?: number | undefined;
       /** Items that failed while the chunk went on (`onError: 'return'`), as the worker reported them. */

@@ -128,6 +128,7 @@ export class InlineExecutor implements Executor {
       kind: 'done',
       values: outcome.values,
       ms: outcome.ms,
+      awaited: outcome.awaited,
       localFailures: outcome.failures,
       ...(refused.length > 0 ? { failures: refused } : {}),
     });

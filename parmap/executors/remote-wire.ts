@@ -132,7 +132,13 @@ export function toRemoteOutcome(outcome: ChunkOutcome): RemoteOutcome {
   switch (outcome.kind) {
     case 'done':
       // Numbers a local executor kept packed cross as the array they stand for, as ever.
-      return { kind: 'done', values: unpacked(outcome.values), ms: outcome.ms, failures: outcome.failures };
+      return {
+        kind: 'done',
+        values: unpacked(outcome.values),
+        ms: outcome.ms,
+        awaited: outcome.awaited,
+        failures: outcome.failures,
+      };
     case 'threw':
       return {
         kind: 'threw',
@@ -170,7 +176,14 @@ export function toRemoteOutcome(outcome: ChunkOutcome): RemoteOutcome {
 export function fromRemoteOutcome(outcome: RemoteOutcome, bytes: number): ChunkOutcome {
   switch (outcome.kind) {
     case 'done':
-      return { kind: 'done', values: outcome.values, ms: outcome.ms, failures: outcome.failures, bytes };
+      return {
+        kind: 'done',
+        values: outcome.values,
+        ms: outcome.ms,
+        awaited: outcome.awaited,
+        failures: outcome.failures,
+        bytes,
+      };
     case 'threw':
       return { kind: 'threw', at: outcome.at, thrown: rebuildThrown(outcome.thrown), before: outcome.before };
     case 'uncloneable':

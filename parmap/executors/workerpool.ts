@@ -285,7 +285,7 @@ function outcomeOfReply(reply: ChunkReply, sentBytes: number): ChunkOutcome {
       const bytes = sentBytes + payloadSize(reply.values);
       // Numbers stay packed: the scheduler keeps them so, or unpacks them.
       const values = 'numbers' in reply.values ? reply.values.numbers : (decode(reply.values) as unknown[]);
-      return { kind: 'done', values, ms: reply.ms, failures: reply.failures, bytes };
+      return { kind: 'done', values, ms: reply.ms, awaited: reply.awaited, failures: reply.failures, bytes };
     }
     case 'threw':
       return {

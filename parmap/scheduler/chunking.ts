@@ -9,6 +9,8 @@
  *   keep coming;
  * - worth a message: a chunk holds at least about 10 ms of work, which hides the message round
  *   trip (about 0.1 ms);
+ * - overlapping: once fn has returned promises, a chunk holds at least `concurrency` items (or an
+ *   even share of the rest per worker), since items overlap only within their chunk;
  * - small messages: a chunk holds at most 8,000 items, and items and results of at most about
  *   1 MiB together (or the call's share of `maxBytesInFlight`), as measured on earlier chunks.
  *   Larger arrays land in V8's large-object space, which only a full collection frees, and larger
@@ -61,12 +63,20 @@ export class ChunkSizer {
    * @param total the number of items, when known
    * @param maxBytes the most bytes of items and results one chunk may carry
    */
+  private readonly maxBytes: number;
+  private readonly concurrency: number;
+  /** fn has returned promises: its items overlap, `concurrency` at a time. */
+  private awaited = false;
+
   constructor(
     private readonly fixed: number | 'auto',
     private readonly workers: number,
     private readonly total: number | undefined,
-    private readonly maxBytes: number = MAX_CHUNK_BYTES,
-  ) {}
+    limits: { readonly maxBytes?: number; readonly concurrency?: number } = {},
+  ) {
+    this.maxBytes = limits.maxBytes ?? MAX_CHUNK_BYTES;
+    this.concurrency = limits.concurrency ?? 1;
+  }
 
   /** The size of the next chunk, given how many items have been handed out already. */
   next(handedOut = 0): number {
@@ -75,11 +85,18 @@ export class ChunkSizer {
     const perItemMs = this.measuredMs / this.measuredItems;
     const byTime = (ms: number) => (perItemMs > 0 ? ms / perItemMs : Number.POSITIVE_INFINITY);
     let size = byTime(MAX_CHUNK_MS);
-    if (this.total !== undefined) {
-      const remaining = Math.max(0, this.total - handedOut);
+    const remaining = this.total === undefined ? undefined : Math.max(0, this.total - handedOut);
+    if (remaining !== undefined) {
       size = Math.min(size, Math.ceil(remaining / (this.workers * GUIDED_SHARES_PER_WORKER)));
     }
     size = Math.max(size, byTime(MIN_CHUNK_MS));
+    if (this.awaited) {
+      // Items that wait overlap only within a chunk: one of a single slow item (200 ms of waiting
+      // is a chunk's worth of time) left `concurrency` doing nothing. At least that many items go,
+      // or an even share of the rest per worker.
+      const share = remaining === undefined ? this.concurrency : Math.ceil(remaining / this.workers);
+      size = Math.max(size, Math.min(this.concurrency, share));
+    }
     size = Math.round(size);
     const perItem = this.bytesPerItem();
     if (perItem !== undefined && perItem > 0) size = Math.min(size, Math.floor(this.maxBytes / perItem));
@@ -101,9 +118,10 @@ export class ChunkSizer {
 
   /**
    * Records how long a worker spent on a chunk of `items` items and, when they crossed to a
-   * worker, how many bytes its items and results took together.
+   * worker, how many bytes its items and results took together; `awaited`: fn returned promises.
    */
-  record(items: number, ms: number, bytes?: number): void {
+  record(items: number, ms: number, bytes?: number, awaited = false): void {
+    if (awaited) this.awaited = true;
     this.measuredItems += items;
     this.measuredMs += ms;
     if (bytes === undefined) return;

@@ -105,7 +105,10 @@ export class CallRun<R> implements ChunkRun<R> {
     private readonly streaming = true,
   ) {
     const chunksInFlight = job.n * (1 + WAITING_PER_SLOT);
-    this.sizer = new ChunkSizer(job.chunksize, job.n, job.total, chunkByteLimit(job.maxBytesInFlight, chunksInFlight));
+    this.sizer = new ChunkSizer(job.chunksize, job.n, job.total, {
+      maxBytes: chunkByteLimit(job.maxBytesInFlight, chunksInFlight),
+      concurrency: job.concurrency,
+    });
     this.delivery = new Delivery(job.ordered, streaming, job.stage);
   }
 
@@ -330,7 +333,7 @@ export class CallRun<R> implements ChunkRun<R> {
     const { results } = task;
     if (task.whole) {
       results.values = this.keep(reply);
-      if (task.attempts === 0) this.sizer.record(reply.values.length, reply.ms, reply.bytes);
+      if (task.attempts === 0) this.sizer.record(reply.values.length, reply.ms, reply.bytes, reply.awaited);
       if (reply.bytes !== undefined) this.recount(results, reply.bytes);
     } else {
       fillPlaces(results, task.positions, reply.values, task.positions.length);

@@ -16,8 +16,18 @@ export interface ItemThrew {
   readonly thrown: unknown;
 }
 
+/** A chunk whose items all ran (some may have failed, with `onError: 'return'`). */
+export interface ItemsDone {
+  readonly kind: 'done';
+  readonly values: unknown[];
+  readonly ms: number;
+  readonly failures?: ItemThrew[];
+  /** fn returned promises: items overlapped (see `concurrency`), which chunk sizing must allow for. */
+  readonly awaited?: boolean;
+}
+
 export type ItemsOutcome =
-  | { readonly kind: 'done'; readonly values: unknown[]; readonly ms: number; readonly failures?: ItemThrew[] }
+  | ItemsDone
   | { readonly kind: 'threw'; readonly at: number; readonly thrown: unknown; readonly before: unknown[] };
 
 export interface ItemsRun {
@@ -41,6 +51,8 @@ export interface ItemsRun {
 class ChunkResults {
   readonly values: unknown[];
   failures: ItemThrew[] | undefined;
+  /** Some item's call returned a promise. */
+  awaited = false;
   private readonly began = performance.now();
 
   constructor(count: number) {
@@ -59,9 +71,10 @@ class ChunkResults {
   done(): ItemsOutcome {
     const ms = performance.now() - this.began;
     const { values, failures } = this;
-    if (failures === undefined) return { kind: 'done', values, ms };
+    const awaited = this.awaited ? { awaited: true } : {};
+    if (failures === undefined) return { kind: 'done', values, ms, ...awaited };
     failures.sort((a, b) => a.at - b.at);
-    return { kind: 'done', values, ms, failures };
+    return { kind: 'done', values, ms, failures, ...awaited };
   }
 }
 
@@ -71,6 +84,7 @@ export async function runItems(items: readonly unknown[], run: ItemsRun): Promis
     const stop = runWhileSync(items, from, run, results);
     if (stop === undefined) return results.done();
     if ('thrown' in stop) return results.threw(stop.at, stop.thrown);
+    results.awaited = true;
     if ((run.concurrency ?? 1) > 1) return await new Overlap(items, run, results).from(stop.at, stop.pending);
     try {
       results.values[stop.at] = await stop.pending;

@@ -29,7 +29,7 @@ import {
   type WorkerEvent,
 } from '../protocol.js';
 import { decode, encodeList } from '../transfer.js';
-import { type ItemThrew, runItems } from './chunk.js';
+import { type ItemsDone, runItems } from './chunk.js';
 import { type PreparedCall, prepareCall, releaseContexts, stopMakingContexts } from './prepare.js';
 import { type ProgressFile, progressFile } from './progress-file.js';
 import { watchParent } from './watchdog.js';
@@ -118,7 +118,7 @@ async function runOne(request: ChunkRequest, send: Send): Promise<void> {
   marks[MARK_STARTED] = items.length + 1;
   onMarks?.();
   if (outcome.kind === 'threw') sendThrew(send, outcome.at, outcome.thrown, outcome.before);
-  else sendDone(send, outcome.values, outcome.ms, outcome.failures ?? [], ready.onError);
+  else sendDone(send, outcome, ready.onError);
 }
 
 /** A process's first word on a chunk; its progress file is named once, to the parent. */
@@ -143,10 +143,14 @@ function sendThrew(send: Send, at: number, thrown: unknown, before: unknown[]): 
  * Sends a chunk's results. A result that cannot be cloned is caught here and reported with its
  * item; with `onError: 'return'` each such result becomes its item's failure and the others go.
  */
-function sendDone(send: Send, values: unknown[], ms: number, threw: ItemThrew[], onError: 'throw' | 'return'): void {
-  const failures: ItemFailure[] = threw.map(({ at, thrown }) => ({ at, thrown: reportThrown(thrown) }));
+function sendDone(send: Send, outcome: ItemsDone, onError: 'throw' | 'return'): void {
+  const { values } = outcome;
+  const failures: ItemFailure[] = (outcome.failures ?? []).map(({ at, thrown }) => ({
+    at,
+    thrown: reportThrown(thrown),
+  }));
   try {
-    send({ kind: 'reply', reply: done(values, ms, failures) });
+    send({ kind: 'reply', reply: done(values, outcome, failures) });
     return;
   } catch (error) {
     if (onError === 'throw') {
@@ -161,14 +165,13 @@ function sendDone(send: Send, values: unknown[], ms: number, threw: ItemThrew[],
     failures.push({ at, uncloneable: problem });
     return undefined;
   });
-  send({ kind: 'reply', reply: done(kept, ms, failures) });
+  send({ kind: 'reply', reply: done(kept, outcome, failures) });
 }
 
-function done(values: unknown[], ms: number, failures: readonly ItemFailure[]): ChunkReply {
-  const payload = encodeList(values);
-  return failures.length === 0
-    ? { kind: 'done', values: payload, ms }
-    : { kind: 'done', values: payload, ms, failures };
+function done(values: unknown[], timing: ItemsDone, failures: readonly ItemFailure[]): ChunkReply {
+  const reply = { kind: 'done', values: encodeList(values), ms: timing.ms } as const;
+  const awaited = timing.awaited === true ? { awaited: true } : {};
+  return failures.length === 0 ? { ...reply, ...awaited } : { ...reply, ...awaited, failures };
 }
 
 const start = workerData as Partial<ThreadStart> | null;
