@@ -1,3 +1,6 @@
+// The types name Node's own (worker options, timers, Symbol.asyncDispose): kept in the published
+// declarations, since TypeScript from version 7 loads no @types package by itself.
+/// <reference types="node" preserve="true" />
 export type { ParmapErrorOptions } from './parmap/errors.js';
 export {
   AbortError,

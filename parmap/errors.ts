@@ -333,9 +333,17 @@ export function describeThrown(value: unknown): string {
   }
   if (isError(value)) {
     const message = attempt(() => String(value.message), '(its message could not be read)');
-    return `${attempt(() => String(value.name), 'Error')}: ${message === '' ? '(no message)' : message}`;
+    return `${attempt(() => String(value.name), 'Error')}: ${message === '' ? '(no message)' : shortened(message)}`;
   }
   return `a non-Error value was thrown: ${describeValue(value)}`;
+}
+
+/** The most of a thrown error's message that parmap's own message repeats; `cause` has it all. */
+const MESSAGE_SHOWN = 2_000;
+
+function shortened(message: string): string {
+  if (message.length <= MESSAGE_SHOWN) return message;
+  return `${message.slice(0, MESSAGE_SHOWN)}… (${message.length - MESSAGE_SHOWN} characters more, in \`cause\`)`;
 }
 
 /** A value as an option error or a thrown-value message shows it: `0` (number). */

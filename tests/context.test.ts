@@ -338,6 +338,23 @@ describe('context: the value and how fn receives it', () => {
     }
   });
 
+  it('a teardown that throws is told on stderr, and the results stand: on workers and with n: 1 alike', async () => {
+    // With n: 1, the call rejected with the teardown's raw error, and its results were lost.
+    const outcome = await runModule(`
+      const results = [];
+      for (const n of [1, 2]) {
+        results.push(await parmap((x, c) => x + c, [1, 2], { n, context: () => 10, teardown: () => { throw new TypeError('close failed') } }));
+      }
+      console.log(JSON.stringify(results));
+    `);
+    assert.deepEqual(lastJson(outcome), [
+      [11, 12],
+      [11, 12],
+    ]);
+    assert.match(outcome.stderr, /parmap: releasing the context failed: TypeError: close failed/);
+    assert.match(outcome.stderr, /parmap: releasing a worker's context failed: TypeError: close failed/);
+  });
+
   it('teardown without context is a TypeError at the call', async () => {
     const { parmap } = await import('../dist/index.js');
     for (const n of [1, 2]) {

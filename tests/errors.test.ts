@@ -67,6 +67,22 @@ describe('thrown values crossing from a worker', () => {
     assert.equal(error.message, 'parmap: fn failed on item 4: a non-Error value was thrown: `undefined` (undefined)');
   });
 
+  it('repeats at most 2,000 characters of a huge message; cause keeps it whole', async () => {
+    // A 50 MB message went whole into parmap's own, and printing the error printed it twice.
+    const huge = 'y'.repeat(200_000);
+    const error = await parmap(
+      (x: number, text: string) => {
+        throw new Error(text + x);
+      },
+      [1],
+      { n: 2, args: [huge] },
+    ).catch((e: unknown) => e);
+    assert.ok(error instanceof ParmapTaskError);
+    assert.ok(error.message.length < 2_200, `message of ${error.message.length} characters`);
+    assert.match(error.message, /… \(198001 characters more, in `cause`\)/);
+    assert.equal((error.cause as Error).message, `${huge}1`);
+  });
+
   it('hints at scope when fn hit an undefined variable', () => {
     const error = new ParmapTaskError(0, new ReferenceError('k is not defined'));
     assert.match(error.message, /pass it with the scope option: \{ scope: \{ k \} \}/);

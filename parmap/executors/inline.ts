@@ -201,7 +201,13 @@ export class InlineExecutor implements Executor {
     await this.prepared?.catch(() => undefined);
     const context = this.context;
     this.context = undefined;
-    if (context !== undefined) await release(context.value, context.teardown);
+    if (context === undefined) return;
+    try {
+      await release(context.value, context.teardown);
+    } catch (error) {
+      // As on workers: the call's results stand, and the failure is told, not thrown.
+      process.stderr.write(`parmap: releasing the context failed: ${describeThrown(error)}\n`);
+    }
   }
 }
 
