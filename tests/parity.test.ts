@@ -188,6 +188,18 @@ describe('a sparse array as input: fn runs on no hole, as in Array.prototype.map
     });
   }
 
+  it('an array changed after the call is mapped as it was long: items pushed are left, places lost are holes', async () => {
+    // Read lazily up to its current length, it gave more results than items at the call.
+    const grown = [1, 2, 3];
+    const fromGrown = parmap(twice, grown, { n: 2, chunksize: 1 });
+    grown.push(4, 5);
+    assert.deepStrictEqual(await fromGrown, [2, 4, 6]);
+    const shrunk = [1, 2, 3, 4];
+    const fromShrunk = parmap(twice, shrunk, { n: 2, chunksize: 1 });
+    shrunk.length = 1;
+    assert.deepStrictEqual(await fromShrunk, withHoles([2, 0, 0, 0], [1, 2, 3]));
+  });
+
   it('an item of a sparse input that fails, with onError: return, leaves the holes around it', async () => {
     const failAt3 = (x: number) => {
       if (x === 3) throw new Error('three');

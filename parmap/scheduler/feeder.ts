@@ -75,7 +75,7 @@ export abstract class Feeder {
   /** A feeder for a taken input; arrays are sliced rather than iterated. */
   static for(input: TakenInput, sizer: ChunkSizes, checkItem: ItemCheck | undefined, hooks: FeederHooks): Feeder {
     const context = { sizer, checkItem, hooks };
-    if (input.kind === 'array') return new ArrayFeeder(input.array, context);
+    if (input.kind === 'array') return new ArrayFeeder(input.array, input.length, context);
     if (input.kind === 'sync') return new IteratorFeeder(input.iterator, context);
     return new AsyncIteratorFeeder(input.iterator, context);
   }
@@ -115,9 +115,13 @@ export abstract class Feeder {
 
 class ArrayFeeder extends Feeder {
   private position = 0;
-
+  /**
+   * @param length the array's length at the call, as `Array.prototype.map` takes it: items pushed
+   *   since are not mapped, and places emptied meanwhile give holes
+   */
   constructor(
     private readonly array: readonly unknown[],
+    private readonly length: number,
     context: FeederContext,
   ) {
     super(context);
@@ -125,11 +129,14 @@ class ArrayFeeder extends Feeder {
 
   pump(): void {
     while (!this.closed && !this.finished && this.hooks.hasRoom()) {
-      if (this.position >= this.array.length) {
+      if (this.position >= this.length) {
         this.finish();
         return;
       }
-      let items = this.array.slice(this.position, this.position + this.sizer.next(this.nextIndex));
+      const end = Math.min(this.length, this.position + this.sizer.next(this.nextIndex));
+      let items = this.array.slice(this.position, end);
+      // Shortened since the call: the places it lost are holes.
+      if (items.length < end - this.position) items.length = end - this.position;
       // The copy is weighed, not the array: an index with a getter is read once, as map reads it.
       const { count, bytes } = fitting(items, items.length, this.byteLimit);
       if (count < items.length) items = items.slice(0, count);

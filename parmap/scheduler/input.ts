@@ -6,13 +6,14 @@
 import { describeValue } from '../errors.js';
 
 export type TakenInput =
-  | { readonly kind: 'array'; readonly array: readonly unknown[] }
+  /** `length` as at the call, as `Array.prototype.map` takes it. */
+  | { readonly kind: 'array'; readonly array: readonly unknown[]; readonly length: number }
   | { readonly kind: 'sync'; readonly iterator: Iterator<unknown> }
   | { readonly kind: 'async'; readonly iterator: AsyncIterator<unknown> };
 
 export function takeInput(items: Iterable<unknown> | AsyncIterable<unknown>): TakenInput {
   // A real array is read by index: its iterator could be patched, its indices cannot lie.
-  if (Array.isArray(items)) return { kind: 'array', array: items };
+  if (Array.isArray(items)) return { kind: 'array', array: items, length: items.length };
   if (typeof (items as Iterable<unknown>)[Symbol.iterator] === 'function') {
     return {
       kind: 'sync',
