@@ -154,18 +154,28 @@ export class ParmapWorkerError extends ParmapError {
   constructor(
     indices: readonly number[],
     ending: WorkerEndingInfo,
-    details: { readonly index?: number | undefined; readonly attempts?: number; readonly after?: boolean } = {},
+    details: {
+      readonly index?: number | undefined;
+      readonly attempts?: number;
+      readonly after?: boolean;
+      /** It ended before starting any item, `attempts` times: the call's set-up ends it. */
+      readonly beforeStart?: boolean | undefined;
+    } = {},
   ) {
-    const { index, attempts = 1, after = false } = details;
+    const { index, attempts = 1, after = false, beforeStart = false } = details;
     const what = (stage: string) =>
       after
         ? `after running ${describeIndices(indices)}${stage}, while idle`
-        : index === undefined
-          ? `while it held ${describeIndices(indices)}${stage}`
-          : `while running item ${index}${stage}${indices.length > 1 ? ` (it held ${describeIndices(indices)})` : ''}`;
+        : beforeStart
+          ? `before starting any item${stage} (it held ${describeIndices(indices)})`
+          : index === undefined
+            ? `while it held ${describeIndices(indices)}${stage}`
+            : `while running item ${index}${stage}${indices.length > 1 ? ` (it held ${describeIndices(indices)})` : ''}`;
     const tries = attempts > 1 ? `, on each of ${attempts} tries` : '';
     const ended = describeEnding(ending);
-    const advice = adviceFor(ending);
+    const advice = beforeStart
+      ? "What ends it is the call's set-up, not an item: the context function, or code that runs as fn is loaded (its module, or its scope values)."
+      : adviceFor(ending);
     const message = (stage: string) => `parmap: a worker ${ended} ${what(stage)}${tries}. ${advice}`;
     super(message(''), { cause: ending.uncaught });
     messageInStage.set(this, (stage) => message(ofStage(stage)));

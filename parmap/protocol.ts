@@ -166,6 +166,12 @@ export type WorkerEvent =
    * progress file, named once, with the first chunk that has a `progressKey`.
    */
   | { readonly kind: 'took'; readonly worker: number; readonly progressFile?: string }
+  /**
+   * The call is set up on the worker (fn loaded, its context made): its items are about to run.
+   * Sent by processes, which report no marks without a timeout: a process that ends before it is
+   * known to have started no item.
+   */
+  | { readonly kind: 'prepared' }
   | { readonly kind: 'reply'; readonly reply: ChunkReply };
 
 /** What a thread gets with its start (`workerData`). */

@@ -355,6 +355,23 @@ describe('context: the value and how fn receives it', () => {
     assert.match(outcome.stderr, /parmap: releasing a worker's context failed: TypeError: close failed/);
   });
 
+  for (const workerType of ['thread', 'process'] as const) {
+    it(`a context that ends its worker is named as the set-up's fault, with the exit code, not an item's (${workerType})`, async () => {
+      // It was "a worker ended unexpectedly while running item 0", an item that never ran (threads
+      // also lost the exit code).
+      const outcome = await runModule(`
+        const error = await parmap((x, db) => x, [10, 20, 30], { n: 2, workerType: '${workerType}', context: () => process.exit(3) })
+          .catch((e) => e);
+        console.log(JSON.stringify({ name: error.name, exitCode: error.exitCode, index: error.index ?? null, message: error.message }));
+      `);
+      const report = lastJson(outcome) as { name: string; exitCode: number; index: number | null; message: string };
+      assert.equal(report.name, 'ParmapWorkerError', report.message);
+      assert.equal(report.exitCode, 3);
+      assert.equal(report.index, null);
+      assert.match(report.message, /exited with code 3 before starting any item .*the context function/);
+    });
+  }
+
   it('teardown without context is a TypeError at the call', async () => {
     const { parmap } = await import('../dist/index.js');
     for (const n of [1, 2]) {

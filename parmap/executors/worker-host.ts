@@ -50,6 +50,8 @@ export interface HostChunk {
   reply: ChunkReply | undefined;
   /** Given up gracefully: stops its worker if the chunk is still running when it fires. */
   graceTimer?: NodeJS.Timeout;
+  /** Its process said the call is set up there (see the `prepared` event). */
+  prepared?: boolean;
 }
 
 /** What a host tells the call a chunk belongs to. */
@@ -139,6 +141,8 @@ export class WorkerHost {
   /** Pools a worker of which ended on its own (see `stopWorkers`). */
   private readonly poolsThatLostWorkers = new WeakSet<WorkerpoolPool>();
   private readonly lostWorkers = (pool: WorkerpoolPool): boolean => this.poolsThatLostWorkers.has(pool);
+  /** How the latest worker of each pool that ended on its own ended (see `endingNear`). */
+  private readonly lastEnding = new WeakMap<WorkerpoolPool, WorkerEnding>();
   /** Pools no longer given chunks, until the chunks they still run are done. */
   private readonly retired = new Set<WorkerpoolPool>();
   /** Workers stopped and let go, until they have exited. */
@@ -495,6 +499,9 @@ export class WorkerHost {
         this.adoptChunk(chunk, event.worker);
         if (event.progressFile !== undefined) this.openProgressFile(chunk.worker, event.progressFile);
         return;
+      case 'prepared':
+        chunk.prepared = true;
+        return;
       case 'reply':
         chunk.reply = event.reply;
         return;
@@ -517,6 +524,15 @@ export class WorkerHost {
     if (key === undefined || chunk.endMarks !== undefined) return chunk.endMarks;
     const reader = chunk.worker === undefined ? undefined : this.progressFiles.get(chunk.worker);
     return reader?.marksOf(key);
+  }
+
+  /**
+   * How a worker of `chunk`'s pool last ended on its own: for a chunk lost before any worker said
+   * it took it (a thread that died making its context, before reading its chunks), the likeliest
+   * account of its loss.
+   */
+  endingNear(chunk: HostChunk): WorkerEnding | undefined {
+    return chunk.pool === undefined ? undefined : this.lastEnding.get(chunk.pool);
   }
 
   /** Finds the worker a chunk went to, from the id it reported. */
@@ -709,7 +725,10 @@ export class WorkerHost {
     }
     handle.onEnd((ending) => {
       const pool = this.poolOf.get(handle);
-      if (pool !== undefined && !handle.stoppedByUs) this.poolsThatLostWorkers.add(pool);
+      if (pool !== undefined && !handle.stoppedByUs) {
+        this.poolsThatLostWorkers.add(pool);
+        this.lastEnding.set(pool, ending);
+      }
       // Found first: finding a chunk's worker (by the id it wrote) also makes it that worker's last.
       const held = [...this.inFlight].filter((chunk) => this.workerOf(chunk) === handle);
       // The newest chunk it answered, when it held some: finding workers above may have made an

@@ -195,7 +195,12 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
     if (error instanceof ParmapError) return { kind: 'failed', error };
     if (worker === undefined || isWorkerTermination(error)) {
       // The worker ended before it took the chunk (or before anything said how it ended).
-      return { kind: 'lost', ending: {}, started: worker === undefined ? NONE_STARTED : started };
+      const near = worker === undefined ? this.host.endingNear(chunk) : undefined;
+      return {
+        kind: 'lost',
+        ending: near === undefined ? {} : this.ending(near),
+        started: worker === undefined ? NONE_STARTED : started,
+      };
     }
     return failed(`the worker pool failed: ${error instanceof Error ? error.message : String(error)}`, error);
   }
@@ -212,7 +217,8 @@ export class WorkerpoolExecutor implements Executor, CallChannel {
   private startedOf(chunk: HostChunk): ItemsStarted | undefined {
     const marks = chunk.request.progress ?? this.host.marksOf(chunk);
     if (marks !== undefined) return itemsStartedOf(marks);
-    return chunk.worker === undefined ? NONE_STARTED : undefined;
+    // A process that ended before the call was set up there had started no item.
+    return chunk.worker === undefined || chunk.prepared !== true ? NONE_STARTED : undefined;
   }
 
   idleWorkerDied(id: number, ending: WorkerEnding): void {

@@ -28,11 +28,13 @@ export interface LossDetails {
   /** Set when the worker was stopped because the item ran past this limit (ms). */
   readonly timeout: number | undefined;
   readonly maxMemory: number | undefined;
+  /** Its workers ended before starting any item, `attempts` times. */
+  readonly beforeStart?: boolean | undefined;
 }
 
 /** The error for items whose worker ended while it held them. */
 export function lossError(ending: WorkerEnding, details: LossDetails): Error {
-  const { indices, index, attempts, timeout, maxMemory } = details;
+  const { indices, index, attempts, timeout, maxMemory, beforeStart } = details;
   if (timeout !== undefined && index !== undefined) return new ParmapTimeoutError(index, timeout, attempts);
-  return new ParmapWorkerError(indices, { ...ending, maxMemory }, { index, attempts });
+  return new ParmapWorkerError(indices, { ...ending, maxMemory }, { index, attempts, beforeStart });
 }

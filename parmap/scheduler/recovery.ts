@@ -3,7 +3,8 @@
  * stopped for a timeout) while it held some items. Pure functions of the task and what is known
  * of the loss, so every rule is unit-tested without a worker:
  *
- * - a task whose worker ended before starting it is sent again, without blame, a few times;
+ * - a task whose worker ended before starting it is sent again, without blame, a few times; past
+ *   them, the call's set-up is blamed, not an item;
  * - when the item that was running is known, only it is blamed: it is retried alone while
  *   `retries` allows, else it fails; the items before and after it run again untouched;
  * - when it is not known (a process worker, no timeout), with `retries` each item is re-run alone
@@ -43,6 +44,8 @@ export type LossPlan =
       readonly at: number | undefined;
       readonly attempts: number;
       readonly tasks: readonly TaskTries[];
+      /** Its workers ended each time before starting any item: no item is to blame, the set-up is. */
+      readonly beforeStart?: boolean;
     };
 
 /** Deaths before a task starts that are not counted against it; past them, they count. */
@@ -50,8 +53,11 @@ export const MAX_DEFERRALS = 3;
 
 export function planLoss(task: TaskTries, facts: LossFacts, retries: number): LossPlan {
   const { positions } = task;
-  if (facts.started === 0 && facts.timedOutAt === undefined && task.deferrals < MAX_DEFERRALS) {
-    return { kind: 'retry', tasks: [{ ...task, deferrals: task.deferrals + 1 }] };
+  if (facts.started === 0 && facts.timedOutAt === undefined) {
+    if (task.deferrals < MAX_DEFERRALS) return { kind: 'retry', tasks: [{ ...task, deferrals: task.deferrals + 1 }] };
+    // Ended before any item, time after time (its context exits, or runs out of memory): naming
+    // an item that never ran would send the reader to the wrong code.
+    return { kind: 'blame', at: undefined, attempts: task.deferrals + 1, tasks: [], beforeStart: true };
   }
   const culprit = culpritOf(positions.length, facts);
   const attempts = task.attempts + 1;

@@ -442,6 +442,7 @@ export class CallRun<R> implements ChunkRun<R> {
       attempts: plan.attempts,
       timeout: timedOutAt === undefined ? undefined : this.job.timeout,
       maxMemory: this.job.maxMemory,
+      beforeStart: plan.beforeStart,
     });
     if (this.job.onError === 'throw') {
       this.count(0, 1);

@@ -106,6 +106,7 @@ async function runOne(request: ChunkRequest, send: Send): Promise<void> {
     send({ kind: 'reply', reply: { kind: 'setupFailed', ...ready } });
     return;
   }
+  if (progress === undefined && file === undefined) send({ kind: 'prepared' });
   const items = decode(request.items) as unknown[];
   const marks = progress ?? file?.marksFor(request.progressKey as number) ?? newChunkMarks(false);
   const onMarks = file?.write;
