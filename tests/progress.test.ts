@@ -262,6 +262,29 @@ describe('progress callback', () => {
     assert.deepEqual(updates.at(-1), { done: 300, total: 300, eta: 0 });
   });
 
+  for (const n of [1, 2]) {
+    it(`counts as done, when the call fails, every result handed out before the error (n: ${n})`, async () => {
+      // The items before the failing one in its chunk were left out: 2 done, 17 results handed out.
+      let last = { done: 0, failed: 0 };
+      let handedOut = 0;
+      const failAt17 = (x: number) => {
+        if (x === 17) throw new Error('bad item');
+        return x;
+      };
+      const call = parmap(failAt17, range(100), {
+        n,
+        chunksize: 30,
+        progress: ({ done, failed }) => (last = { done, failed }),
+      });
+      await assert.rejects(async () => {
+        for await (const _ of call) handedOut++;
+      }, /bad item/);
+      assert.equal(handedOut, 17);
+      assert.ok(last.done >= 17, `done: ${last.done}`);
+      assert.equal(last.failed, 1);
+    });
+  }
+
   it('works the same with n: 1', async () => {
     const updates: number[] = [];
     await parmap((x: number) => x, range(200), { n: 1, progress: ({ done }) => updates.push(done) });

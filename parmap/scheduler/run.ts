@@ -386,7 +386,9 @@ export class CallRun<R> implements ChunkRun<R> {
       if (rest) this.requeueExcept(task, at);
       return;
     }
-    this.count(0, 1);
+    // The items before it that ran count as done: a progress that failed had left them out (it
+    // said 2 done when 17 results had been handed out before the error).
+    this.count(before?.length ?? 0, 1);
     // An ordered stream yields the results before the failing item first: those this task ran
     // came with the failure; others of the chunk are in place already or still on their way.
     const { results } = task;
