@@ -357,7 +357,10 @@ describe('run: lost chunks', () => {
     }
     const { error } = await settled;
     assert.ok(error instanceof ParmapWorkerError);
-    assert.equal(error.index, 0);
+    // No item ran: the error names none, and says the set-up ends the workers.
+    assert.equal(error.index, undefined);
+    assert.deepEqual(error.indices, [0]);
+    assert.match(error.message, /before starting any item .*on each of 4 tries/);
     assert.equal(fake.submitted.length, MAX_DEFERRALS + 1);
   });
 
