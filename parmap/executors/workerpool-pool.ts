@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import { ParmapError } from '../errors.js';
 import { DO_NOTHING, type ThreadOutput, type ThreadStart } from '../protocol.js';
 import type { Payload } from '../transfer.js';
@@ -98,10 +98,15 @@ export async function startWorkerpool(
       const chunks = new MessageChannel();
       claimNextWorker((handle) => {
         handle.chunkPort = chunks.port1;
+        void handle.exited.then(output.drain);
         onWorker(handle);
       });
-      const workerData: ThreadStart = { parmapSetup: threadSetup, parmapOutput: output, parmapChunks: chunks.port2 };
-      return { workerThreadOpts: { ...threadOptions, workerData, transferList: [output, chunks.port2] } };
+      const workerData: ThreadStart = {
+        parmapSetup: threadSetup,
+        parmapOutput: output.port,
+        parmapChunks: chunks.port2,
+      };
+      return { workerThreadOpts: { ...threadOptions, workerData, transferList: [output.port, chunks.port2] } };
     },
   });
 }
@@ -110,16 +115,24 @@ export async function startWorkerpool(
  * A port on which a thread sends what it writes to stdout and stderr, written here as it comes.
  * A thread's own stdout waits for this thread to ask for more after each write, which a thread
  * busy in a loop never lets happen, and a thread that is terminated loses what it had not sent:
- * the lines printed to debug a failure were exactly those that disappeared.
+ * the lines printed to debug a failure were exactly those that disappeared. `drain` writes what
+ * is left once the thread has ended: the last lines (a teardown's) could otherwise still wait in
+ * the port when this program exits (about one run in forty).
  */
-function threadOutput(): MessagePort {
+function threadOutput(): { readonly port: MessagePort; readonly drain: () => void } {
   const { port1, port2 } = new MessageChannel();
-  port1.on('message', ([stream, text]: ThreadOutput) => {
+  const write = ([stream, text]: ThreadOutput) => {
     (stream === 'stderr' ? process.stderr : process.stdout).write(text);
-  });
+  };
+  port1.on('message', write);
   // It closes when the thread ends; until then it must not keep this process alive on its own.
   port1.unref();
-  return port2;
+  const drain = () => {
+    for (let left = receiveMessageOnPort(port1); left !== undefined; left = receiveMessageOnPort(port1)) {
+      write(left.message as ThreadOutput);
+    }
+  };
+  return { port: port2, drain };
 }
 
 /**
