@@ -77,7 +77,7 @@ export class ParmapScopeError extends ParmapError {
 function scopeAdvice(names: readonly string[], them: string): string {
   return (
     `Pass ${them} with the scope option ({ scope: { ${names.join(', ')} } }), ` +
-    'define or import it inside fn, or use n: 1 to run fn in this thread.'
+    'define or import it inside fn, or use n: 1 without `scope` to run fn in this thread as it is.'
   );
 }
 
@@ -111,7 +111,7 @@ export class ParmapCloneError extends ParmapError {
           ? `item ${index}${stage} cannot be sent to a worker`
           : `the result of item ${index}${stage} cannot be sent back from its worker`
       } (${problem}). Values cross by structured clone: ` +
-      'functions, symbols, class prototypes and handles do not survive. Send plain data, or use n: 1.';
+      'functions, symbols, class prototypes and handles do not survive. Send plain data, or use n: 1 without `scope`.';
     super(message(''), { cause });
     this.name = 'ParmapCloneError';
     this.index = index;

@@ -213,7 +213,7 @@ describe('ParmapScopeError', () => {
       plain.message,
       'parmap: fn uses `a`, `b` from the code around it, and a worker cannot see them. ' +
         'Pass them with the scope option ({ scope: { a, b } }), define or import it inside fn, ' +
-        'or use n: 1 to run fn in this thread.',
+        'or use n: 1 without `scope` to run fn in this thread as it is.',
     );
     const advice = 'it is imported, so it cannot travel as text: use { module, export }';
     const imported = new ParmapScopeError(['helper'], advice);

@@ -87,6 +87,9 @@ describe('option checks', () => {
     [{ retry: 2 }, /Unknown option `retry`\. Did you mean `retries`\?/, TypeError],
     [{ orderd: false }, /Unknown option `orderd`\. Did you mean `ordered`\?/, TypeError],
     [{ chunkSize: 10 }, /Unknown option `chunkSize`\. Did you mean `chunksize`\?/, TypeError],
+    // What peers call the number of workers: `workers` had been taken for `workerType`.
+    [{ workers: 2 }, /Unknown option `workers`\. Did you mean `n`\?/, TypeError],
+    [{ maxWorkers: 2 }, /Unknown option `maxWorkers`\. Did you mean `n`\?/, TypeError],
     [{ workers: 2 }, /Unknown option `workers`.*Known options: n, ordered/, TypeError],
   ];
   for (const [options, message, type] of badOptions) {

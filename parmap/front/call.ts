@@ -190,7 +190,7 @@ function encodeSetup<T>(setup: CallSetup, job: Job, encode: (value: unknown) => 
   for (const [name, value] of parts.slice(0, 2)) {
     if (holdsCode(value)) {
       throw new TypeError(
-        `\`${name}\` holds a function or a symbol, which cannot be sent to workers: pass functions in \`scope\`, or use n: 1`,
+        `\`${name}\` holds a function or a symbol, which cannot be sent to workers: pass functions in \`scope\`, or use n: 1 without \`scope\``,
       );
     }
   }
@@ -207,7 +207,7 @@ function encodeSetup<T>(setup: CallSetup, job: Job, encode: (value: unknown) => 
     });
     throw new TypeError(
       `\`${culprit?.[0] ?? 'args'}\` cannot be sent to workers (${error instanceof Error ? error.message : String(error)}). ` +
-        'Values cross by structured clone: pass plain data (functions go in scope), or use n: 1.',
+        'Values cross by structured clone: pass plain data (functions go in scope), or use n: 1 without `scope`.',
       { cause: error },
     );
   }

@@ -56,7 +56,7 @@ export function functionExpression(fn: (...args: never[]) => unknown, allowClass
     new TypeError(
       `parmap cannot send \`fn\`${fn.name ? ` (${fn.name})` : ''} to a worker: ${why}. ` +
         'Pass an arrow function or function expression that does the work (it may call other code ' +
-        'through scope, require or import), or use n: 1 to run in this thread.',
+        'through scope, require or import), or use n: 1 without `scope` to run it in this thread as it is.',
     );
   if (/\{\s*\[native code\]\s*\}\s*$/.test(text)) {
     throw refuse('it is a bound, native or proxied function, whose source text cannot be rebuilt');
@@ -333,7 +333,7 @@ function scopeError(missing: readonly string[], context: ScopeErrorContext): Par
     plain.length > 0 ? `Pass ${themOf(plain)} with the scope option ({ scope: { ${plain.join(', ')} } }).` : '',
     imported.length > 0 ? importAdvice(imported, context.bindings) : '',
     rewritten.length > 0 ? rewrittenAdvice(helpers) : '',
-    'Or use n: 1 to run fn in this thread.',
+    'Or use n: 1 without `scope` to run fn in this thread as it is.',
   ];
   return new ParmapScopeError(names, advice.filter((sentence) => sentence !== '').join(' '));
 }

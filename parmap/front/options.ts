@@ -478,8 +478,23 @@ function lengthOf(items: unknown): number | undefined {
 }
 
 /** The known name within edit distance 2 of a misspelt one, or that it begins, if any. */
+/** What peers call some options (workerpool's maxWorkers, joblib's n_jobs, the command's --workers). */
+const NAMES_ELSEWHERE: Readonly<Record<string, string>> = {
+  workers: 'n',
+  maxworkers: 'n',
+  numworkers: 'n',
+  threads: 'n',
+  processes: 'n',
+  jobs: 'n',
+  n_jobs: 'n',
+  poolsize: 'n',
+  cores: 'n',
+};
+
 export function closestName(name: string, known: readonly string[]): string | undefined {
   const lower = name.toLowerCase();
+  const elsewhere = Object.hasOwn(NAMES_ELSEWHERE, lower) ? NAMES_ELSEWHERE[lower] : undefined;
+  if (elsewhere !== undefined && known.includes(elsewhere)) return elsewhere;
   if (lower.length >= 4) {
     const extended = known.find((candidate) => candidate.toLowerCase().startsWith(lower.slice(0, -1)));
     if (extended !== undefined) return extended;
