@@ -223,11 +223,19 @@ describe('a function given as text', () => {
     );
   });
 
-  it('points at the end of a function that stops in the middle', () => {
+  it('points at the end of a function that stops in the middle, and says so', () => {
     assert.throws(
       () => functionFromText('x => {\n  return x'),
       (error: unknown) =>
         error instanceof UsageError && /\(line 2, column 11\)\n {2} {2}return x\n {12}\^$/.test(error.message),
+    );
+    // V8 names the `)` that parmap adds around the text, which the user never wrote.
+    assert.throws(
+      () => functionFromText('l => l +'),
+      (error: unknown) =>
+        error instanceof UsageError &&
+        error.message ===
+          'the function does not parse: it ends in the middle of an expression (line 1, column 9)\n  l => l +\n          ^',
     );
   });
 
@@ -703,6 +711,11 @@ describe('the parmap command', { concurrency: 2, timeout: 120_000 }, () => {
       [['-n', 'two', 'w => w'], /^parmap: -n expects a whole number, at least 1, got 'two'\n/],
       [['--on-error=ignore', 'w => w'], /^parmap: --on-error expects throw, return or skip, got 'ignore'\n/],
       [['42'], /^parmap: '42' is not a function/],
+      // Named as the flag, not as the library's `backend.redis`.
+      [
+        ['--redis', 'http://x', 'w => w'],
+        /^parmap: --redis expects a URL such as redis:\/\/host:6379 .*, got 'http:\/\/x'\n/,
+      ],
     ];
     for (const [args, message] of cases) {
       const outcome = await cli(args, 'a\n');

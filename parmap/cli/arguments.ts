@@ -4,6 +4,7 @@
  * a {@link UsageError} whose message names the flag and quotes what was given.
  */
 import { parseArgs } from 'node:util';
+import { checkRedis } from '../front/backend.js';
 import { isVariableName } from '../front/options.js';
 import { parseWorkerCommand, type WorkerCommand } from './worker-arguments.js';
 
@@ -47,7 +48,11 @@ export type Command =
 
 /** A command line that cannot be run: exit code 2, with the message and a pointer to `--help`. */
 export class UsageError extends Error {
-  constructor(message: string) {
+  /** @param help the command whose help says how: `parmap worker --help` for the worker's options */
+  constructor(
+    message: string,
+    readonly help = 'parmap --help',
+  ) {
     super(message);
     this.name = 'UsageError';
   }
@@ -140,7 +145,7 @@ function parseMapCommand(argv: readonly string[]): Command {
     timeout: optional(one('timeout'), timeoutOf),
     retries: optional(one('retries'), (text) => wholeNumber('--retries', text, 0)) ?? 0,
     onError: onErrorOf(one('on-error')),
-    redis: one('redis'),
+    redis: optional(one('redis'), redisUrlOf),
   };
 }
 
@@ -302,4 +307,14 @@ function editDistance(a: string, b: string): number {
     previous = current;
   }
   return previous[b.length] ?? 0;
+}
+
+/** `--redis` as given, once checked as the library checks `backend.redis`, but named as the flag. */
+function redisUrlOf(text: string): string {
+  try {
+    checkRedis(text);
+  } catch {
+    throw new UsageError(`--redis expects a URL such as redis://host:6379 (rediss:// for TLS), got ${quote(text)}`);
+  }
+  return text;
 }

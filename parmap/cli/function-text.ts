@@ -125,6 +125,8 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 export interface TextPosition {
   readonly line: number;
   readonly column: number;
+  /** At the end of the text: V8 names a token of what was added around it (its closing `)`). */
+  readonly atEnd?: boolean;
 }
 
 /**
@@ -133,8 +135,11 @@ export interface TextPosition {
  * (`name:line`, the source line, a caret line); when it is missing, only the message is shown.
  */
 export function describeSyntaxError(text: string, error: unknown): string {
-  const head = `the function does not parse: ${thrownText(error)}`;
   const position = syntaxErrorPosition(text, error);
+  const head =
+    position?.atEnd === true
+      ? 'the function does not parse: it ends in the middle of an expression'
+      : `the function does not parse: ${thrownText(error)}`;
   if (position === undefined) return head;
   const sourceLine = text.split(LINE_BREAK)[position.line - 1] ?? '';
   // Tabs stay tabs so that the caret lines up with the text above it.
@@ -152,7 +157,7 @@ export function syntaxErrorPosition(text: string, error: unknown): TextPosition 
   const line = Number(match[1]);
   const caret = match[3]?.length ?? 0;
   // Past the text: the error is at its end (the text stops in the middle of something).
-  if (line > lines.length) return { line: lines.length, column: (lines.at(-1)?.length ?? 0) + 1 };
+  if (line > lines.length) return { line: lines.length, column: (lines.at(-1)?.length ?? 0) + 1, atEnd: true };
   // Line 1 starts with the `(` added around the text.
   const column = line === 1 ? Math.max(caret - 1, 0) : caret;
   return { line, column: column + 1 };

@@ -41,7 +41,7 @@ async function run(argv: readonly string[], io: CommandIo): Promise<number> {
     }
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    io.stderr.write(`parmap: ${error.message}\nRun parmap --help for the options and examples.\n`);
+    io.stderr.write(`parmap: ${error.message}\nRun ${error.help} for the options and examples.\n`);
     return EXIT.usage;
   }
 }

@@ -30,6 +30,22 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+const WORKER_HELP_COMMAND = 'parmap worker --help';
+const KNOWN = '--redis, --workers (-n), --prefix, --lock-ms and --help';
+
+/** The first option `parmap worker` does not know, as written. */
+function unknownOption(argv: readonly string[]): string | undefined {
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options: OPTIONS,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const found = tokens.find((token) => token.kind === 'option' && !Object.hasOwn(OPTIONS, token.name));
+  return found?.kind === 'option' ? found.rawName : undefined;
+}
+
 /**
  * Reads the arguments after `parmap worker`; the Redis may come from `PARMAP_REDIS` instead of
  * `--redis` (which the host's process list shows, password and all). Throws a {@link UsageError}.
@@ -40,18 +56,23 @@ export function parseWorkerCommand(
 ): WorkerCommand | { readonly kind: 'workerHelp' } {
   let values: { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'string' ? string : boolean };
   let positionals: string[];
+  const unknown = unknownOption(argv);
+  if (unknown !== undefined) {
+    throw new UsageError(`parmap worker has no option ${quote(unknown)}; it takes ${KNOWN}`, WORKER_HELP_COMMAND);
+  }
   try {
     ({ values, positionals } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: true }));
   } catch (error) {
-    throw new UsageError(`parmap worker: ${(error as Error).message.split('\n')[0]}`);
+    throw new UsageError(`parmap worker: ${(error as Error).message.split('\n')[0]}`, WORKER_HELP_COMMAND);
   }
   if (values.help === true) return { kind: 'workerHelp' };
   if (positionals.length > 0)
-    throw new UsageError(`parmap worker takes no arguments, got ${quote(positionals[0] ?? '')}`);
+    throw new UsageError(`parmap worker takes no arguments, got ${quote(positionals[0] ?? '')}`, WORKER_HELP_COMMAND);
   const redis = values.redis ?? (env.PARMAP_REDIS || undefined);
   if (redis === undefined) {
     throw new UsageError(
       'parmap worker needs --redis <url> (or PARMAP_REDIS), the Redis that callers use: --redis redis://host:6379',
+      WORKER_HELP_COMMAND,
     );
   }
   let target: ReturnType<typeof checkRedis>;
@@ -59,11 +80,17 @@ export function parseWorkerCommand(
     target = checkRedis(redis);
   } catch {
     const flag = values.redis === undefined ? 'PARMAP_REDIS' : '--redis';
-    throw new UsageError(`${flag} expects a URL such as redis://host:6379 (rediss:// for TLS), got ${quote(redis)}`);
+    throw new UsageError(
+      `${flag} expects a URL such as redis://host:6379 (rediss:// for TLS), got ${quote(redis)}`,
+      WORKER_HELP_COMMAND,
+    );
   }
   const prefix = values.prefix ?? 'parmap';
   if (!/^[\w.-]+$/.test(prefix))
-    throw new UsageError(`--prefix expects letters, digits, '_', '.' or '-', got ${quote(prefix)}`);
+    throw new UsageError(
+      `--prefix expects letters, digits, '_', '.' or '-', got ${quote(prefix)}`,
+      WORKER_HELP_COMMAND,
+    );
   return {
     kind: 'worker',
     ...target,
@@ -76,7 +103,7 @@ export function parseWorkerCommand(
 function whole(flag: string, text: string, least: number): number {
   const value = /^\d+$/.test(text.trim()) ? Number(text) : Number.NaN;
   if (!Number.isSafeInteger(value) || value < least)
-    throw new UsageError(`${flag} expects a whole number, at least ${least}, got ${quote(text)}`);
+    throw new UsageError(`${flag} expects a whole number, at least ${least}, got ${quote(text)}`, WORKER_HELP_COMMAND);
   return value;
 }
 
