@@ -82,9 +82,10 @@ Other
                             host's cores (see parmap worker --help)
 
 Exit codes
-  0 done; 1 a line failed (or the output could not be written); 2 bad usage (an unknown option, a
-  missing function, a function that does not parse, a --module that cannot be loaded or has no
-  such function, a --scope value that is not JSON);
+  0 done; 1 a line failed, a -n 1 run ended with lines not done, or the output could not be
+  written; 2 bad usage (an unknown option, a missing function, a function that does not parse, a
+  --module that cannot be loaded or has no such function, a --scope value that is not JSON, a
+  name the function uses that no --scope gives, --redis without PARMAP_SECRET);
   130 interrupted with Ctrl-C (SIGINT); 143 stopped with SIGTERM. Ctrl-C stops the workers at
   once. A reader that stops early (| head) ends the run quietly, with code 0. Once every result
   is written, parmap exits: a timer the function left running does not keep it waiting.
