@@ -357,13 +357,19 @@ describe('remote backend: calls on parmap worker processes through Redis', { ski
     }
   }
 
-  /** Waits until every shared worker has logged the end of `name`; the chunks and failures each counted. */
-  function endedEverywhere(name: string): Promise<{ chunks: number; failed: number }[]> {
-    const line = new RegExp(`: call ${name} fn [0-9a-f]{12}: (\\d+) chunks?(?:, (\\d+) failed)?\\n`);
+  /** Waits until every shared worker has logged the end of `name`; the chunks run, failed and refused each counted. */
+  function endedEverywhere(name: string): Promise<{ chunks: number; failed: number; refused: number }[]> {
+    const line = new RegExp(
+      `: call ${name} fn [0-9a-f]{12}: (\\d+) chunks?(?:, (\\d+) failed)?(?:, (\\d+) refused)?\\n`,
+    );
     return until(`every worker to log the end of ${name}`, () => {
       const ends = workers.map((worker) => line.exec(worker.log()));
       if (ends.some((end) => end === null)) return undefined;
-      return ends.map((end) => ({ chunks: Number(end?.[1]), failed: Number(end?.[2] ?? 0) }));
+      return ends.map((end) => ({
+        chunks: Number(end?.[1]),
+        failed: Number(end?.[2] ?? 0),
+        refused: Number(end?.[3] ?? 0),
+      }));
     });
   }
 
@@ -643,10 +649,10 @@ describe('remote backend: calls on parmap worker processes through Redis', { ski
         assert.deepEqual(await running, range(12).map(twice));
         assert.ok(!readdirSync(dir).some((file) => file.endsWith('-666')), 'a forged item must never run');
         const ends = await endedEverywhere(name);
-        assert.equal(
-          ends.reduce((sum, end) => sum + end.failed, 0),
-          2,
-          `the refused chunks count as failed: ${JSON.stringify(ends)}`,
+        assert.deepEqual(
+          [ends.reduce((sum, end) => sum + end.refused, 0), ends.reduce((sum, end) => sum + end.failed, 0)],
+          [2, 0],
+          `the forged chunks are counted as refused, none as failed: ${JSON.stringify(ends)}`,
         );
       } finally {
         go(dir);
@@ -686,7 +692,10 @@ describe('remote backend: calls on parmap worker processes through Redis', { ski
     }
 
     /** Nothing of the call is left once `ended`: by the caller, and by the workers once they let go. */
-    async function leftNothing(name: string, ended: string): Promise<{ chunks: number; failed: number }[]> {
+    async function leftNothing(
+      name: string,
+      ended: string,
+    ): Promise<{ chunks: number; failed: number; refused: number }[]> {
       assert.deepEqual(await keysOf(name), [], `nothing of the call is left once ${ended}`);
       const ends = await endedEverywhere(name);
       await connectionsClosed(name);

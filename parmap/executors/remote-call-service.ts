@@ -33,8 +33,11 @@ const MAX_STALLS = 2;
 export class CallService {
   /** Chunks running or waiting for a thread now. */
   active = 0;
+  /** Chunks run, and those of them with a failure. */
   private chunks = 0;
   private failures = 0;
+  /** Chunks refused: unsigned, or signed with another secret. */
+  private refused = 0;
   private readonly runner: ChunkRunner;
   private readonly executor: WorkerpoolExecutor | undefined;
   private readonly bull: Promise<BullWorker>;
@@ -93,7 +96,7 @@ export class CallService {
     const { name, hash, worker } = this.call;
     const id = String(job.id);
     if (this.executor === undefined) {
-      this.failures++;
+      this.refused++;
       throw new ParmapRemoteError(
         "the call's set-up is not signed with the worker's PARMAP_SECRET: set it the same on both sides",
       );
@@ -102,7 +105,7 @@ export class CallService {
     try {
       chunk = readChunkJob(worker.secret, name, hash, job.data);
     } catch (error) {
-      this.failures++;
+      this.refused++;
       worker.log(`call ${name}: refused chunk ${id}: ${(error as Error).message.replace(/^parmap: /, '')}`);
       throw error;
     }
@@ -130,7 +133,9 @@ export class CallService {
     if (!finish) await sweep(client, bull);
     const { name, fnHash, worker } = this.call;
     const failed = this.failures === 0 ? '' : `, ${this.failures} failed`;
-    worker.log(`call ${name} fn ${fnHash.slice(0, 12)}: ${this.chunks} chunk${this.chunks === 1 ? '' : 's'}${failed}`);
+    const refused = this.refused === 0 ? '' : `, ${this.refused} refused`;
+    const chunks = `${this.chunks} chunk${this.chunks === 1 ? '' : 's'}`;
+    worker.log(`call ${name} fn ${fnHash.slice(0, 12)}: ${chunks}${failed}${refused}`);
   }
 }
 
