@@ -5,7 +5,7 @@
  * says what, so the call fails before any item runs.
  */
 
-import { describeThrown, reportThrown } from '../errors.js';
+import { describeThrown, describeValue, reportThrown } from '../errors.js';
 import type { CallSetup, FunctionRef, SetupFailure, SourceFunction } from '../protocol.js';
 import { createInvoker, isThenable, NO_CONTEXT } from './invoke.js';
 import { coverageCounter, isProvidedName, providedValue } from './prelude.js';
@@ -69,11 +69,15 @@ export async function loadModuleFunction(
       error,
     );
   }
-  const value = Object.hasOwn(namespace, exportName) ? namespace[exportName] : undefined;
+  const exported = Object.hasOwn(namespace, exportName);
+  const value = exported ? namespace[exportName] : undefined;
   if (typeof value !== 'function') {
     const found = Object.keys(namespace).filter((name) => typeof namespace[name] === 'function');
+    const what = exported
+      ? `exports \`${exportName}\`, but it is ${describeValue(value)}, not a function`
+      : `has no function exported as \`${exportName}\``;
     throw new SetupProblem(
-      `the module ${JSON.stringify(specifier)} has no function exported as \`${exportName}\` (for ${role}); ` +
+      `the module ${JSON.stringify(specifier)} ${what} (for ${role}); ` +
         `its exported functions: ${found.length === 0 ? 'none' : found.join(', ')}`,
     );
   }
