@@ -369,9 +369,24 @@ function shownValue(value: unknown): string {
   if (typeof value !== 'object' || value === null) return String(value);
   // Getters, toJSON and proxy traps run here, and any of them may throw.
   const shown =
+    attempt(() => builtInShown(value), undefined) ??
     attempt(() => JSON.stringify(value) ?? String(value), undefined) ??
     attempt(() => Object.prototype.toString.call(value), '[object]');
   return shown.length > 60 ? `${shown.slice(0, 57)}...` : shown;
+}
+
+/** Built-in objects JSON shows wrongly (a Map as `{}`, a Date as a string), as their kind and size. */
+function builtInShown(value: object): string | undefined {
+  if (types.isProxy(value)) return undefined;
+  if (types.isMap(value)) return `Map(${(value as Map<unknown, unknown>).size})`;
+  if (types.isSet(value)) return `Set(${(value as Set<unknown>).size})`;
+  if (types.isDate(value))
+    return `Date(${Number.isNaN((value as Date).getTime()) ? 'invalid' : (value as Date).toISOString()})`;
+  if (ArrayBuffer.isView(value)) {
+    const kind = Buffer.isBuffer(value) ? 'Buffer' : Object.prototype.toString.call(value).slice(8, -1);
+    return `${kind}(${value.byteLength} bytes)`;
+  }
+  return undefined;
 }
 
 function functionName(fn: unknown): string {

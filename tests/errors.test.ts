@@ -61,6 +61,16 @@ describe('thrown values crossing from a worker', () => {
     }
   });
 
+  it('shows built-in objects as their kind and size, not as JSON shows them', () => {
+    // A Set showed as `{}`, a Uint8Array as {"0":1,"1":2}, a Date as a quoted string.
+    assert.equal(describeValue(new Set([1, 2])), '`Set(2)` (object)');
+    assert.equal(describeValue(new Map([[1, 2]])), '`Map(1)` (object)');
+    assert.equal(describeValue(new Uint8Array([1, 2])), '`Uint8Array(2 bytes)` (object)');
+    assert.equal(describeValue(Buffer.from('abc')), '`Buffer(3 bytes)` (object)');
+    assert.equal(describeValue(new Date(0)), '`Date(1970-01-01T00:00:00.000Z)` (object)');
+    assert.equal(describeValue({ a: 1 }), '`{"a":1}` (object)');
+  });
+
   it('never gives an empty message', () => {
     assert.equal(describeThrown(new Error('')), 'Error: (no message)');
     const error = new ParmapTaskError(4, undefined);
