@@ -56,6 +56,11 @@ export interface CallSetup {
   readonly onError: 'throw' | 'return';
   /** Items of one chunk in flight at once inside a worker (async functions overlap their waits). */
   readonly concurrency: number;
+  /**
+   * `parmap.filter`: only whether each result is truthy comes back, so a result that could not
+   * cross (a function) or that is large costs nothing.
+   */
+  readonly keepsTruth?: boolean;
 }
 
 /** One chunk for a worker: `exec('runChunk', [request])`. */

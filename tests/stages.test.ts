@@ -227,6 +227,24 @@ describe('filter and flatMap: results', () => {
     for (const [at, bytes] of kept.entries()) assert.equal(bytes, buffers[at * 2]);
   });
 
+  for (const options of [{ n: 2 }, { n: 2, workerType: 'process' }, { n: 1, scope: {} }] as const) {
+    it(
+      `filter reads only the truth of fn's results, which need not cross (${JSON.stringify(options)})`,
+      TIMEOUT,
+      async () => {
+        // A truthy result that a worker cannot send back (a function, a symbol) failed the call,
+        // and a large one was sent back whole only to be tested.
+        const truthy = (x: number) => (x % 3 === 0 ? () => x : x % 3 === 1 ? Symbol('kept') : null);
+        assert.deepEqual(
+          await parmap.filter(truthy, range(12), options),
+          range(12).filter((x) => truthy(x)),
+        );
+        const asyncTruthy = async (x: number) => (x > 8 ? 'y'.repeat(100_000) : '');
+        assert.deepEqual(await parmap.filter(asyncTruthy, range(12), options), [9, 10, 11]);
+      },
+    );
+  }
+
   it('flatMap spreads Sets and Maps that come back from workers', TIMEOUT, async () => {
     const results = await parmap.flatMap(
       (x: number) => (x % 2 ? new Set([x, -x]) : new Map([[x, String(x)]])),

@@ -17,7 +17,7 @@ import {
 import { CANCELLED, type CallShape, type FunctionRef, MARK_CLAIM, MARK_STARTED, newChunkMarks } from '../protocol.js';
 import { unpacked } from '../transfer.js';
 import { runItems } from '../worker/chunk.js';
-import { createInvoker, isThenable, NO_CONTEXT } from '../worker/invoke.js';
+import { createInvoker, isThenable, keepingTruth, NO_CONTEXT } from '../worker/invoke.js';
 import { contextThrew, loadFunction, release, SetupProblem } from '../worker/prepare.js';
 import { type ChunkTask, type Executor, type ExecutorListener, type ItemsStarted, itemsStartedOf } from './executor.js';
 
@@ -56,6 +56,8 @@ export interface InlineCall {
    * fails as it would there, with a `ParmapCloneError`, rather than being handed over as it is.
    */
   readonly resultsMustCross?: boolean;
+  /** `parmap.filter`: only each result's truth is kept (see `CallSetup.keepsTruth`). */
+  readonly keepsTruth?: boolean;
 }
 
 /** The chunk running now, and its marks: how far its items have got. */
@@ -149,7 +151,8 @@ export class InlineExecutor implements Executor {
       }
       this.context = { value: context, teardown };
     }
-    return createInvoker(fn, call.shape, context);
+    const invoke = createInvoker(fn, call.shape, context);
+    return call.keepsTruth === true ? keepingTruth(invoke) : invoke;
   }
 
   private resolve(ref: AnyFunction | FunctionRef, role: string): Promise<AnyFunction> | AnyFunction {

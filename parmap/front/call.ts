@@ -76,6 +76,7 @@ function inlineExecutor(fn: Callable, job: Job, callerFile: string): ExecutorFac
     timeout: job.timeout,
     concurrency: job.concurrency,
     resultsMustCross: rebuild,
+    keepsTruth: job.stage === 'filter',
   };
   return (listener) => new InlineExecutor(call, listener);
 }
@@ -103,6 +104,7 @@ function callSetup(fn: Callable, job: Job, callerFile: string): CallSetup {
     shape: job.shape,
     onError: job.onError,
     concurrency: job.concurrency,
+    keepsTruth: job.stage === 'filter',
   };
 }
 

@@ -43,6 +43,17 @@ export function createInvoker(
 }
 
 /**
+ * For `parmap.filter`: the caller whose results say only whether each is truthy (an async fn's
+ * once awaited, as parmap awaits it), as `Array.prototype.filter` reads them.
+ */
+export function keepingTruth(invoke: (item: unknown) => unknown): (item: unknown) => unknown {
+  return (item) => {
+    const value = invoke(item);
+    return isThenable(value) ? Promise.resolve(value).then(Boolean) : Boolean(value);
+  };
+}
+
+/**
  * Whether fn returned something to await (a promise or any thenable). A value whose `then` cannot
  * be read (a revoked Proxy, a throwing getter) is no thenable: it is fn's result as it is, as
  * `Array.map` would give it, and fails only if it must cross to another thread.

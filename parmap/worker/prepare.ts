@@ -7,7 +7,7 @@
 
 import { describeThrown, describeValue, reportThrown } from '../errors.js';
 import type { CallSetup, FunctionRef, SetupFailure, SourceFunction } from '../protocol.js';
-import { createInvoker, isThenable, NO_CONTEXT } from './invoke.js';
+import { createInvoker, isThenable, keepingTruth, NO_CONTEXT } from './invoke.js';
 import { coverageCounter, isProvidedName, providedValue } from './prelude.js';
 import { importFromCaller } from './resolve.js';
 
@@ -106,8 +106,9 @@ export async function prepareCall(setup: CallSetup): Promise<PreparedCall | Setu
   try {
     const fn = await loadFunction(setup.fn, setup.callerFile, 'fn');
     const context = setup.context === undefined ? NO_CONTEXT : (await contextValue(setup)).value;
+    const invoker = createInvoker(fn, setup.shape, context);
     return {
-      invoke: createInvoker(fn, setup.shape, context),
+      invoke: setup.keepsTruth === true ? keepingTruth(invoker) : invoker,
       onError: setup.onError,
       concurrency: setup.concurrency,
     };
