@@ -323,11 +323,15 @@ function plainElementsSize(values: readonly unknown[], depth: number): number | 
   return size;
 }
 
-/** Whether an array's own enumerable keys are indices only (keys list indices first, then names). */
+/**
+ * Whether an array's own enumerable keys are indices only: keys list indices first, then names,
+ * so the last is an index when there are no names. A numeric name past the indices (`'4294967296'`
+ * is no index) is a name.
+ */
 function elementsOnly(array: readonly unknown[]): boolean {
   const keys = Object.keys(array);
   const last = keys[keys.length - 1];
-  return last === undefined || /^(?:0|[1-9]\d*)$/.test(last);
+  return last === undefined || (/^(?:0|[1-9]\d*)$/.test(last) && Number(last) < array.length);
 }
 
 const VIEW_TYPES = [

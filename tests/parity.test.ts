@@ -225,6 +225,13 @@ describe('values that cannot go to a worker fail the call, naming their item, wh
     { name: 'a function on an array', workerType: 'thread', item: hiddenFunction, says: /could not be cloned/ },
     { name: 'a function on an array', workerType: 'process', item: hiddenFunction, says: /could not be cloned/ },
     {
+      // A numeric name past the indices (no index) is listed last, and passed for one.
+      name: 'a function on an array with a numeric name',
+      workerType: 'thread',
+      item: "Object.assign([1, 2], { f: () => 1, '4294967296': 1 })",
+      says: /could not be cloned/,
+    },
+    {
       name: 'a view of shared memory',
       workerType: 'process',
       item: 'new Int32Array(new SharedArrayBuffer(8))',

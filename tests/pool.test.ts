@@ -238,6 +238,30 @@ describe('createPool: calls and their options', () => {
       });
     });
 
+    it(`${workerType}: a call aborted as its pool starts leaves the pool working`, async () => {
+      // Aborted while its chunk waited for the pool to start, the chunk was kept as given up, and
+      // counted busy for ever: the next call never got a worker (at 2 or 3 ticks in, every time).
+      const outcome = await withPool(
+        workerType,
+        `
+        await pool.close();
+        const nexts = [];
+        for (let ticks = 0; ticks < 8; ticks++) {
+          const fresh = createPool({ n: 1, workerType: '${workerType}' });
+          const controller = new AbortController();
+          const first = fresh.map((x) => x + 1, [1, 2, 3], { signal: controller.signal }).catch((e) => e.name);
+          for (let tick = 0; tick < ticks; tick++) await Promise.resolve();
+          controller.abort();
+          await first;
+          nexts.push((await fresh.map((x) => x * 2, [1, 2, 3])).join());
+          await fresh.close();
+        }
+        console.log(JSON.stringify(nexts));
+      `,
+      );
+      assert.deepEqual(lastJson(outcome), Array(8).fill('2,4,6'));
+    });
+
     it(`${workerType}: a call aborted while its items never end leaves the pool working`, async () => {
       // Its workers are let finish their current item; one still on it after the grace is stopped.
       const outcome = await withPool(

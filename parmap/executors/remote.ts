@@ -46,9 +46,10 @@ const CHUNKS_PER_SLOT = 2;
 const MAX_FAILED_TICKS = 5;
 /**
  * How long a tick waits for Redis's answers before it counts as failed: a Redis that is there but
- * does not answer (stopped, or stuck) fails no command, and the call had waited for ever.
+ * does not answer (stopped, or stuck) fails no command, and the call had waited for ever. While
+ * one tick's questions are unanswered, each later tick counts as failed without asking again.
  */
-const TICK_ANSWER_MS = 2_000;
+const TICK_ANSWER_MS = 5_000;
 /** How long the call's removal from Redis, and the closing of its connections, may wait for answers. */
 const CLOSE_ANSWER_MS = 2_000;
 
@@ -74,6 +75,8 @@ export class RemoteExecutor implements Executor {
   private failedTicks = 0;
   /** A tick waits for Redis: the next one is skipped rather than piled behind it. */
   private ticking = false;
+  /** The renewal Redis has not answered yet, if any: a tick asks again only once it has. */
+  private renewing: Promise<void> | undefined;
   /** Since when chunks have waited with no worker alive (ms). */
   private lonelySince: number | undefined;
   private hasFailed = false;
@@ -143,7 +146,12 @@ export class RemoteExecutor implements Executor {
     if (connected === undefined || this.closing !== undefined || this.ticking) return;
     this.ticking = true;
     try {
-      await answeredWithin(this.renew(connected), TICK_ANSWER_MS);
+      if (this.renewing !== undefined) throw new Error('the last tick is still unanswered');
+      const renewing = this.renew(connected).finally(() => {
+        if (this.renewing === renewing) this.renewing = undefined;
+      });
+      this.renewing = renewing;
+      await answeredWithin(renewing, TICK_ANSWER_MS);
     } catch (error) {
       if (++this.failedTicks >= MAX_FAILED_TICKS) {
         this.fail(

@@ -558,6 +558,12 @@ export class WorkerHost {
    * the chunk), and forgets the chunk: its worker goes back to work, or on to stop gracefully.
    */
   cancelChunk(chunk: HostChunk): void {
+    if (chunk.pool === undefined) {
+      // Not yet handed to a pool (it waits for one to start): no worker will ever answer it, and
+      // kept as given up it counted as busy, so the pool's next call waited behind it.
+      if (this.inFlight.delete(chunk)) this.tellWaiting();
+      return;
+    }
     const { progress } = chunk.request;
     const claim = progress === undefined ? undefined : Atomics.exchange(progress, MARK_CLAIM, CANCELLED);
     const queuedAt = this.forgetQueued(chunk);
@@ -792,6 +798,7 @@ export class WorkerHost {
       }
     }
     this.inFlight.clear();
+    for (const chunk of [...this.cancelled, ...this.cancelledOnPort.values()]) clearTimeout(chunk.graceTimer);
     this.cancelled.clear();
     this.cancelledOnPort.clear();
     this.queued.clear();
