@@ -359,16 +359,39 @@ describe('context: the value and how fn receives it', () => {
     it(`a context that ends its worker is named as the set-up's fault, with the exit code, not an item's (${workerType})`, async () => {
       // It was "a worker ended unexpectedly while running item 0", an item that never ran (threads
       // also lost the exit code).
+      // On a pool, or once awaiting, a thread that died making it was taken for one idle after the
+      // chunk it had taken and never started: "after running item 1, while idle".
       const outcome = await runModule(`
-        const error = await parmap((x, db) => x, [10, 20, 30], { n: 2, workerType: '${workerType}', context: () => process.exit(3) })
-          .catch((e) => e);
-        console.log(JSON.stringify({ name: error.name, exitCode: error.exitCode, index: error.index ?? null, message: error.message }));
+        const contexts = [() => process.exit(3), async () => { await new Promise((r) => setTimeout(r, 20)); process.exit(3) }];
+        const reports = [];
+        for (const context of contexts) {
+          for (const pooled of [false, true]) {
+            const pool = pooled ? createPool({ n: 2, workerType: '${workerType}' }) : undefined;
+            const call = pooled
+              ? pool.map((x, db) => x, [10, 20, 30], { context })
+              : parmap((x, db) => x, [10, 20, 30], { n: 2, workerType: '${workerType}', context });
+            const error = await call.catch((e) => e);
+            await pool?.close();
+            reports.push({ name: error.name, exitCode: error.exitCode, index: error.index ?? null, whileIdle: error.whileIdle, message: error.message });
+          }
+        }
+        console.log(JSON.stringify(reports));
       `);
-      const report = lastJson(outcome) as { name: string; exitCode: number; index: number | null; message: string };
-      assert.equal(report.name, 'ParmapWorkerError', report.message);
-      assert.equal(report.exitCode, 3);
-      assert.equal(report.index, null);
-      assert.match(report.message, /exited with code 3 before starting any item .*the context function/);
+      const reports = lastJson(outcome) as {
+        name: string;
+        exitCode: number;
+        index: number | null;
+        whileIdle: boolean;
+        message: string;
+      }[];
+      assert.equal(reports.length, 4);
+      for (const report of reports) {
+        assert.equal(report.name, 'ParmapWorkerError', report.message);
+        assert.equal(report.exitCode, 3);
+        assert.equal(report.index, null);
+        assert.equal(report.whileIdle, false, report.message);
+        assert.match(report.message, /exited with code 3 before starting any item .*the context function/);
+      }
     });
   }
 

@@ -130,8 +130,13 @@ export class WorkerHost {
     workerBudget.cooled(this.warmThreads);
     this.warmThreads = 0;
   }
-  /** The chunk each worker ran last, to blame a late failure on. */
+  /** The chunk each worker took last. */
   private readonly lastChunk = new WeakMap<WorkerHandle, HostChunk>();
+  /**
+   * The chunk each worker last answered, to blame a late failure on: one it took and never
+   * started (its context was still being made) is not one it ran.
+   */
+  private readonly lastAnswered = new WeakMap<WorkerHandle, HostChunk>();
   /** Process workers' progress files (calls with a timeout), until the worker ends. */
   private readonly progressFiles = new Map<WorkerHandle, ProgressFileReader>();
   private progressFilesAt: string | undefined;
@@ -477,6 +482,7 @@ export class WorkerHost {
 
   private finish(chunk: HostChunk, error: unknown): void {
     clearTimeout(chunk.graceTimer);
+    if (chunk.reply !== undefined && chunk.worker !== undefined) this.lastAnswered.set(chunk.worker, chunk);
     if (chunk.replyKey !== undefined) this.answeredOnPort.delete(chunk.replyKey);
     const running = this.inFlight.delete(chunk);
     const givenUp = this.cancelled.delete(chunk);
@@ -740,11 +746,11 @@ export class WorkerHost {
       // The newest chunk it answered, when it held some: finding workers above may have made an
       // older chunk its last.
       const answered = held.filter((chunk) => chunk.reply !== undefined);
-      const last =
-        answered.reduce<HostChunk | undefined>(
-          (newest, chunk) => (newest === undefined || chunk.id > newest.id ? chunk : newest),
-          undefined,
-        ) ?? this.lastChunk.get(handle);
+      const newestAnswered = answered.reduce<HostChunk | undefined>(
+        (newest, chunk) => (newest === undefined || chunk.id > newest.id ? chunk : newest),
+        undefined,
+      );
+      const last = newestAnswered ?? this.lastChunk.get(handle);
       const reader = this.progressFiles.get(handle);
       if (reader !== undefined) {
         // Where its chunk had got, kept before the file is closed: it names the item that hung or crashed.
@@ -765,9 +771,12 @@ export class WorkerHost {
         // blame: it died after its work (a timer or promise of fn's failing late), as an idle
         // worker does, though workerpool had not yet counted it free.
         const idle = held.every((chunk) => chunk.reply !== undefined || notStarted(chunk));
-        if (idle && !handle.stoppedByUs && !this.closed && last !== undefined) {
+        // Blamed on a chunk it ran, not on one it took and never started (its context was still
+        // being made: a death then is the set-up's, told once the chunk has been tried again).
+        const lastRun = newestAnswered ?? this.lastAnswered.get(handle);
+        if (idle && !handle.stoppedByUs && !this.closed && lastRun !== undefined) {
           // Told after the current event: the call may still be taking in that chunk's reply.
-          queueMicrotask(() => last.channel.idleWorkerDied(last.id, ending));
+          queueMicrotask(() => lastRun.channel.idleWorkerDied(lastRun.id, ending));
         }
       });
     });
