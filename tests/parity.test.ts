@@ -3,6 +3,9 @@
  * the results before a failure before the failure.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ParmapCloneError, parmap } from '../dist/index.js';
@@ -156,7 +159,7 @@ describe('values come back as Array.map gives them', () => {
 describe('a sparse array as input: fn runs on no hole, as in Array.prototype.map', () => {
   // fn had been called with undefined for each hole: x => x * 2 gave NaN where map leaves a hole.
   /** `values` with holes at `holes`. */
-  const withHoles = (values: number[], holes: readonly number[]): number[] => {
+  const withHoles = <T>(values: T[], holes: readonly number[]): T[] => {
     for (const at of holes) delete values[at];
     return values;
   };
@@ -199,6 +202,44 @@ describe('a sparse array as input: fn runs on no hole, as in Array.prototype.map
     shrunk.length = 1;
     assert.deepStrictEqual(await fromShrunk, withHoles([2, 0, 0, 0], [1, 2, 3]));
   });
+
+  for (const workerType of ['thread', 'process'] as const) {
+    it(`trailing holes stay when a chunk is split by a lost worker, and a lost chunk's holes get no error (${workerType})`, async () => {
+      // Filled place by place, a split chunk's results ended at its last value: the call's array
+      // came back shorter. A process lost with its chunk put its error in the holes too.
+      const exitsOnce = (x: number | string) => {
+        if (x === 'T' && !require('node:fs').existsSync(marker)) {
+          require('node:fs').writeFileSync(marker, '');
+          process.exit(7);
+        }
+        return x;
+      };
+      const marker = join(mkdtempSync(join(tmpdir(), 'parmap-holes-')), 'died');
+      const sparse = withHoles<number | string>([1, 2, 'T', 3, 4, 5, 6], [3, 5, 6]);
+      const retried = await parmap(exitsOnce, sparse, {
+        n: 2,
+        chunksize: 7,
+        workerType,
+        retries: 1,
+        scope: { marker },
+      });
+      assert.deepStrictEqual(
+        retried,
+        sparse.map((x) => x),
+      );
+      const dies = (x: number | string) => {
+        if (x === 'T') process.exit(7);
+        return x;
+      };
+      const returned = await parmap(dies, sparse, { n: 2, chunksize: 7, workerType, onError: 'return' });
+      assert.equal(returned.length, 7);
+      assert.deepEqual(
+        Object.keys(returned).map(Number),
+        [0, 1, 2, 4],
+        'holes stay holes, whatever failed around them',
+      );
+    });
+  }
 
   it('an item of a sparse input that fails, with onError: return, leaves the holes around it', async () => {
     const failAt3 = (x: number) => {

@@ -465,7 +465,9 @@ export class CallRun<R> implements ChunkRun<R> {
       return;
     }
     const blamed = plan.at === undefined ? task.positions.map((_, at) => at) : [plan.at];
-    for (const at of blamed) this.placeError(task, at, error);
+    const { items } = task.results.chunk;
+    // A hole of a sparse input held no item to fail: it stays a hole.
+    for (const at of blamed) if ((task.positions[at] as number) in items) this.placeError(task, at, error);
     this.completeItems(task.results, blamed.length);
     this.retryQueue.push(...plan.tasks.map(again));
   }
@@ -492,6 +494,10 @@ export class CallRun<R> implements ChunkRun<R> {
   private completeItems(results: ChunkResults, count: number): void {
     results.remaining -= count;
     if (results.remaining > 0) return;
+    // Filled place by place (a split chunk), its results end at the last place written: holes
+    // after it (of a sparse input) were left out of the call's results.
+    const { values, chunk } = results;
+    if (Array.isArray(values) && values.length < chunk.items.length) values.length = chunk.items.length;
     this.delivery.finished(results);
     this.count(results.chunk.items.length, results.failures);
     // Its items were kept to be sent again should a worker be lost: not any more.
