@@ -54,6 +54,20 @@ describe('concurrency: async items overlap their waits', { timeout: 60_000 }, ()
     });
   }
 
+  for (const workerType of ['thread', 'process'] as const) {
+    it(`no false timeout for async items that compute before they return (${workerType})`, async () => {
+      // Started one after another in one go, the first item seemed to run on through the others'
+      // 30 ms of computing each, and was stopped past a timeout five times its own time.
+      const computes = async (x: number) => {
+        const end = Date.now() + 30;
+        while (Date.now() < end);
+        return x;
+      };
+      const results = await parmap(computes, range(24), { n: 2, workerType, concurrency: 8, timeout: 150 });
+      assert.deepEqual(results, range(24));
+    });
+  }
+
   it('runs async items one after another with concurrency: 1', async () => {
     const results = await parmap(measuresOverlap, range(40), { n: 2, concurrency: 1 });
     assert.deepEqual(new Set(results.map(([, seen]) => seen)), new Set([1]));

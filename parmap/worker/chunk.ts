@@ -210,10 +210,31 @@ class Overlap {
         run.marks[MARK_SYNC] = 0;
         run.onMarks?.();
       }
-      if (pending) this.track(at, value as PromiseLike<unknown>);
-      else this.settle(at, true, value);
+      if (!pending) {
+        this.settle(at, true, value);
+        continue;
+      }
+      this.track(at, value as PromiseLike<unknown>);
+      if (!this.stopping && this.inFlight < limit && this.next < items.length) {
+        // The next item starts once the promises already settled have landed (an async fn that
+        // computed without waiting): started one after another in one go, the first seemed to
+        // run on through all the others' synchronous work, and a timeout stopped it.
+        this.resumeSoon();
+        return;
+      }
     }
     if (this.inFlight === 0) this.end();
+  }
+
+  private resuming = false;
+
+  private resumeSoon(): void {
+    if (this.resuming) return;
+    this.resuming = true;
+    queueMicrotask(() => {
+      this.resuming = false;
+      this.launch();
+    });
   }
 
   private track(at: number, pending: PromiseLike<unknown>): void {
