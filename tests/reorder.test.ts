@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Delivery } from '../dist/parmap/scheduler/delivery.js';
 import { ReorderBuffer } from '../dist/parmap/scheduler/reorder.js';
 
 describe('reorder buffer', () => {
@@ -53,5 +54,27 @@ describe('reorder buffer', () => {
         Array.from({ length: count }, (_, i) => i),
       );
     }
+  });
+});
+
+describe('delivery of an awaited call that fails', () => {
+  const failure = (label: string, sequence: number | undefined) => ({ error: new Error(label), sequence });
+  const errorOf = (delivery: Delivery<unknown>) => {
+    const next = delivery.next();
+    return next?.kind === 'error' ? (next.error as Error).message : next?.kind;
+  };
+
+  it("gives the earliest item's failure known, not the last to arrive; one that ends the call at once wins", () => {
+    // Each later failure had replaced the one before: two items failing gave either.
+    const awaited = new Delivery<unknown>(true, false);
+    assert.equal(awaited.fail(failure('chunk 3', 3)), true);
+    assert.equal(awaited.fail(failure('chunk 1', 1)), true);
+    assert.equal(awaited.fail(failure('chunk 2', 2)), false);
+    assert.equal(errorOf(awaited), 'chunk 1');
+    const aborted = new Delivery<unknown>(true, false);
+    aborted.fail(failure('chunk 1', 1));
+    assert.equal(aborted.fail(failure('aborted', undefined)), true);
+    assert.equal(aborted.fail(failure('chunk 0', 0)), false);
+    assert.equal(errorOf(aborted), 'aborted');
   });
 });

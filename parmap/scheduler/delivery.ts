@@ -171,11 +171,22 @@ export class Delivery<R> {
   /** Records a failure, unless one that comes first is already there. Whether it was recorded. */
   fail(given: Failure): boolean {
     if (this.delivered) return false;
-    const failure = this.streaming ? given : { error: given.error, sequence: undefined };
-    if (this.current !== undefined && !comesFirst(failure, this.current, this.ordered)) return false;
-    this.current = failure;
+    if (!this.streaming) {
+      // Awaited, the call fails at once, with the earliest item's failure known by then, as
+      // Array.map throws the first: each later one had replaced it (two items failing gave either).
+      // One that ends the call at once (an abort) wins.
+      if (this.awaitedGiven !== undefined && !comesFirst(given, this.awaitedGiven, true)) return false;
+      this.awaitedGiven = given;
+      this.current = { error: given.error, sequence: undefined };
+      return true;
+    }
+    if (this.current !== undefined && !comesFirst(given, this.current, this.ordered)) return false;
+    this.current = given;
     return true;
   }
+
+  /** An awaited call's failure as it was given, with its place in the input. */
+  private awaitedGiven: Failure | undefined;
 
   /** A failure that has nothing to wait for: the caller gets nothing more but the error. */
   failNow(error: unknown): void {
