@@ -68,6 +68,28 @@ describe('concurrency: async items overlap their waits', { timeout: 60_000 }, ()
     });
   }
 
+  for (const n of [1, 2]) {
+    it(`a returned promise whose constructor getter throws is its item's failure (n: ${n})`, async () => {
+      // Read outside any try, it crashed the caller with n: 1, and failed the call naming no item.
+      const odd = async (x: number) => x;
+      const fn = (x: number) => {
+        const promise = odd(x);
+        if (x === 3) {
+          Object.defineProperty(promise, 'constructor', {
+            get() {
+              throw new Error(`constructor getter ${x}`);
+            },
+          });
+        }
+        return promise;
+      };
+      const error = await parmap(fn, range(8), { n, concurrency: 4, scope: { odd } }).catch((e: unknown) => e);
+      assert.ok(error instanceof ParmapTaskError, String(error));
+      assert.equal(error.index, 3);
+      assert.match(String((error.cause as Error).message), /constructor getter 3/);
+    });
+  }
+
   it('runs async items one after another with concurrency: 1', async () => {
     const results = await parmap(measuresOverlap, range(40), { n: 2, concurrency: 1 });
     assert.deepEqual(new Set(results.map(([, seen]) => seen)), new Set([1]));

@@ -890,6 +890,35 @@ describe('remote backend: calls on parmap worker processes through Redis', { ski
       }
     });
 
+    it('Redis stopped before the call (it accepts connections, answers nothing): the call fails, and an abort ends it', async () => {
+      // Setting the call up waited for Redis's first answers for ever, its abort included.
+      const stopped = await startRedis();
+      try {
+        stopped.signal('SIGSTOP');
+        const backend = { redis: stopped.url, secret: 's', prefix: 'stuck', waitForWorkers: 120_000 };
+        const failed = await within(
+          parmap((x: number) => x, range(4), { backend }).then(
+            () => new Error('the call returned'),
+            (error: unknown) => error,
+          ),
+          'the call',
+          30_000,
+        );
+        assert.ok(failed instanceof ParmapRemoteError, String(failed));
+        assert.match(failed.message, /redis:\/\/127\.0\.0\.1:\d+/);
+        const controller = new AbortController();
+        const aborting = parmap((x: number) => x, range(4), { backend, signal: controller.signal }).then(
+          () => new Error('the call returned'),
+          (error: unknown) => error,
+        );
+        controller.abort();
+        const aborted = await within(aborting, 'the aborted call', 8_000);
+        assert.ok(aborted instanceof AbortError, String(aborted));
+      } finally {
+        await stopped.stop();
+      }
+    });
+
     it('Redis is not listening: a ParmapRemoteError says it cannot be reached', async () => {
       const { remote, message } = await failureInChild(`{ redis: 'redis://127.0.0.1:1', secret: 's' }`);
       assert.equal(remote, true, message);

@@ -25,7 +25,12 @@ export function reconnecting(persistent: boolean): (times: number) => number | n
  * A connected client; fails at once, naming the Redis, when it cannot be reached. Afterwards it
  * reconnects on its own (a command waits, then fails, while Redis is away).
  */
-export async function connectRedis(target: RedisTarget, persistent: boolean): Promise<RedisClient> {
+export async function connectRedis(
+  target: RedisTarget,
+  persistent: boolean,
+  /** How long its first answers may take (a Redis that accepts connections and then answers nothing). */
+  answerMs = Number.POSITIVE_INFINITY,
+): Promise<RedisClient> {
   const { Redis } = await import('ioredis');
   const { url, ...options } = target.connection as { readonly url?: string };
   const settings = {
@@ -40,8 +45,16 @@ export async function connectRedis(target: RedisTarget, persistent: boolean): Pr
   client.on('error', (error: unknown) => {
     lastError = error;
   });
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await client.connect();
+    const silent = new Promise<never>((_, reject) => {
+      if (answerMs === Number.POSITIVE_INFINITY) return;
+      timer = setTimeout(
+        () => reject(new Error(`it accepted the connection but answered nothing in ${answerMs / 1000} s`)),
+        answerMs,
+      );
+    });
+    await Promise.race([client.connect(), silent]);
   } catch (error) {
     client.disconnect();
     const reason = lastError ?? error;
@@ -50,6 +63,8 @@ export async function connectRedis(target: RedisTarget, persistent: boolean): Pr
         'start it, or check backend.redis (or --redis)',
       { cause: reason },
     );
+  } finally {
+    clearTimeout(timer);
   }
   return client;
 }

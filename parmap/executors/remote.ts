@@ -52,6 +52,11 @@ const MAX_FAILED_TICKS = 5;
 const TICK_ANSWER_MS = 5_000;
 /** How long the call's removal from Redis, and the closing of its connections, may wait for answers. */
 const CLOSE_ANSWER_MS = 2_000;
+/**
+ * How long setting the call up in Redis may wait for answers: a Redis that accepts connections and
+ * answers nothing had held the call for ever, its abort included.
+ */
+const OPEN_ANSWER_MS = 10_000;
 
 interface Connected {
   readonly client: RedisClient;
@@ -80,6 +85,8 @@ export class RemoteExecutor implements Executor {
   /** Since when chunks have waited with no worker alive (ms). */
   private lonelySince: number | undefined;
   private hasFailed = false;
+  /** Redis stopped answering: closing does not wait for it to remove the call. */
+  private redisLost = false;
 
   constructor(
     private readonly call: RemoteCall,
@@ -87,7 +94,17 @@ export class RemoteExecutor implements Executor {
   ) {
     this.keys = remoteKeys(call.remote.prefix);
     this.hash = hashOf(call.setup);
-    this.opening = this.open().catch((error: unknown) => this.fail(error));
+    this.opening = answeredWithin(this.open(), OPEN_ANSWER_MS).catch((error: unknown) => {
+      this.redisLost = true;
+      this.fail(
+        error instanceof Error && error.name !== 'Error'
+          ? error
+          : new ParmapRemoteError(
+              `Redis at ${call.remote.where} does not answer (${error instanceof Error ? error.message : String(error)})`,
+              { cause: error },
+            ),
+      );
+    });
   }
 
   /** Worker threads alive, as the workers say: the scheduler reads ahead for each. */
@@ -103,7 +120,11 @@ export class RemoteExecutor implements Executor {
 
   private async open(): Promise<void> {
     const { remote } = this.call;
-    const client = await connectRedis(remote, false);
+    const client = await connectRedis(remote, false, OPEN_ANSWER_MS);
+    if (this.closing !== undefined) {
+      client.disconnect();
+      return;
+    }
     const { Queue, QueueEvents } = await import('bullmq');
     const connection = { ...remote.connection, retryStrategy: reconnecting(false) };
     const options = { connection, prefix: remote.prefix };
@@ -118,7 +139,11 @@ export class RemoteExecutor implements Executor {
     events.on('completed', ({ jobId, returnvalue }) => this.completed(jobId, returnvalue));
     events.on('failed', ({ jobId, failedReason }) => this.jobFailed(jobId, failedReason));
     await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
-    if (this.closing !== undefined) return;
+    if (this.closing !== undefined) {
+      // Closed while Redis was slow to answer: the close may not have seen these connections.
+      disconnect(this.connected);
+      return;
+    }
     const record: RemoteCallRecord = {
       setup: toBase64(this.call.setup),
       hash: this.hash,
@@ -154,6 +179,7 @@ export class RemoteExecutor implements Executor {
       await answeredWithin(renewing, TICK_ANSWER_MS);
     } catch (error) {
       if (++this.failedTicks >= MAX_FAILED_TICKS) {
+        this.redisLost = true;
         this.fail(
           new ParmapRemoteError(`lost Redis at ${this.call.remote.where}: it stopped answering`, { cause: error }),
         );
@@ -266,9 +292,15 @@ export class RemoteExecutor implements Executor {
   /** Removes the call: workers are told to stop its chunks, then its queue and keys go. */
   private async shutdown(): Promise<void> {
     clearInterval(this.ticker);
-    await this.opening;
+    // Opening waits for Redis at most OPEN_ANSWER_MS; an abort need not wait that long.
+    await answeredWithin(this.opening, CLOSE_ANSWER_MS).catch(() => undefined);
     const connected = this.connected;
     if (connected === undefined) return;
+    if (this.redisLost) {
+      // Its record expires on its own, and a worker removes the queue it finds without one.
+      disconnect(connected);
+      return;
+    }
     const { client, queue, events } = connected;
     const removal = async () => {
       await client
@@ -314,4 +346,15 @@ async function answeredWithin<T>(work: Promise<T>, ms: number): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Drops a call's connections at once, without waiting for Redis. */
+function disconnect(connected: Connected | undefined): void {
+  if (connected === undefined) return;
+  // Closing stops their loops of reading (which reconnect after a bare disconnect); what they
+  // would wait for on a Redis that answers nothing goes with the disconnect.
+  const { events, queue, client } = connected;
+  void Promise.allSettled([events.close(), queue.close()]);
+  void Promise.allSettled([events.disconnect(), queue.disconnect()]);
+  client.disconnect();
 }

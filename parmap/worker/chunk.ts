@@ -239,7 +239,14 @@ class Overlap {
 
   private track(at: number, pending: PromiseLike<unknown>): void {
     this.inFlight++;
-    Promise.resolve(pending).then(
+    let settled: Promise<unknown>;
+    try {
+      // Reads the promise's `constructor`, whose getter may throw: that is the item's failure.
+      settled = Promise.resolve(pending);
+    } catch (thrown) {
+      settled = Promise.reject(thrown);
+    }
+    settled.then(
       (value) => this.landed(at, true, value),
       (thrown: unknown) => this.landed(at, false, thrown),
     );
